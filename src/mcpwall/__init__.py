@@ -1,0 +1,3 @@
+"""mcpwall: a policy firewall for the Model Context Protocol."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from mcpwall.cli.main import main
+
+main()

@@ -1,0 +1,130 @@
+"""JSON-RPC on the wire: the strict reading of what an agent sends, and every message
+mcpwall writes itself. No exception text ever reaches the wire except through here.
+
+What the agent sends is read strictly, so that mcpwall and the server cannot read one
+message two ways: invalid UTF-8, lone surrogates, duplicate keys, NaN, Infinity and
+numbers beyond a double are refused, never forwarded. A message that passes is then
+forwarded byte for byte: the server reads exactly what was judged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+import orjson
+
+from mcpwall.engine.gate import Decision
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+INVALID_PARAMS = -32602
+SERVER_GONE = -32000
+DENIED = -32001  # a denial that cannot be a tool result (a task-augmented call)
+
+MODERN_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
+_INT64 = 2**63
+
+
+class Malformed(ValueError):
+    """The bytes are not one unambiguous JSON value."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise Malformed(f'duplicate key "{key}"')
+            seen.add(key)
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise Malformed(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise Malformed(f"number {text[:40]} is out of range")
+    return value
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite_float
+)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def decode_strict(raw: bytes) -> Any:
+    """Parse a message from the agent; raises Malformed with a short reason."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Malformed(f"invalid UTF-8 at byte {exc.start}") from None
+    if _SURROGATE_ESCAPE.search(raw):
+        # Escaped surrogates are fine in pairs; a lone one is read differently by
+        # different parsers. orjson refuses lone ones, so let it rule on this line.
+        try:
+            orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise Malformed(str(exc).split(":", 1)[0]) from None
+    try:
+        return _DECODER.decode(text)
+    except Malformed:
+        raise
+    except json.JSONDecodeError as exc:
+        raise Malformed(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (RecursionError, ValueError) as exc:
+        raise Malformed(f"unreadable JSON: {str(exc)[:80]}") from None
+
+
+def decode_server(raw: bytes) -> Any:
+    """Parse a message from the server: fast, and lenient where the client would be."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise Malformed(str(exc)[:120]) from None
+
+
+def valid_id(value: Any) -> bool:
+    """MCP request ids are strings or integers; never null, never a boolean."""
+    kind = type(value)
+    return kind is str or (kind is int and -_INT64 <= value < _INT64)
+
+
+def error(request_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        body["data"] = data
+    return {"jsonrpc": "2.0", "id": request_id, "error": body}
+
+
+def denial(request_id: Any, decision: Decision, params: dict[str, Any]) -> dict[str, Any]:
+    """The answer to a denied tools/call: a tool result with isError, so that the model
+    reads the reason; a JSON-RPC error for a task-augmented call, which expects a task."""
+    text = f"[mcpwall] Denied by policy: {decision.reason}"
+    meta = {"mcpwall/decision": decision.as_meta()}
+    if "task" in params:
+        return error(request_id, DENIED, text, meta)
+    result: dict[str, Any] = {
+        "content": [{"type": "text", "text": text}],
+        "isError": True,
+        "_meta": meta,
+    }
+    request_meta = params.get("_meta")
+    if type(request_meta) is dict and MODERN_VERSION_KEY in request_meta:
+        # 2026-07-28 results must say what they are; clients refuse one without it.
+        result["resultType"] = "complete"
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def dumps(message: Any) -> bytes:
+    return orjson.dumps(message)

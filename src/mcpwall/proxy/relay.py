@@ -1,0 +1,336 @@
+"""The hot path: one agent session's messages in both directions, whatever the transport.
+
+A transport hands this module whole messages (one JSON-RPC line each) and gives it two
+functions to send with. From the client, every message is read strictly; tools/call
+requests are judged (answered here when denied, never forwarded); everything else is
+forwarded byte for byte. From the server, responses are matched to their requests by
+id: tools/list results lose the tools the policy hides, tools/call results settle their
+reservations, and everything else passes unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from mcpwall import jsonrpc
+from mcpwall.engine.gate import Decision, Gate
+from mcpwall.policy.model import Policy
+
+log = logging.getLogger("mcpwall")
+
+Send = Callable[[bytes], None]
+DecisionHook = Callable[[str, Decision, dict[str, Any]], None]
+
+# Outcomes of reading one message from the client.
+_FORWARD = object()
+_DROP = object()
+
+# Protocol versions in which a JSON-RPC batch is a valid message.
+_BATCH_VERSIONS = frozenset({"2025-03-26"})
+
+
+class _Batch:
+    """A batch from the client: the denials and errors mcpwall answered itself wait
+    here until the server's answer to the forwarded part arrives, so that the client
+    gets one array back, holding one response per request."""
+
+    __slots__ = ("held", "waiting")
+
+    def __init__(self, held: list[dict[str, Any]]) -> None:
+        self.held = held
+        self.waiting: set[Any] = set()
+
+
+class _Pending:
+    __slots__ = ("batch", "cancelled", "decision", "method")
+
+    def __init__(self, method: str, decision: Decision | None = None) -> None:
+        self.method = method
+        self.decision = decision
+        self.cancelled = False
+        self.batch: _Batch | None = None
+
+
+class Session:
+    """One agent session (a stdio connection, an HTTP session)."""
+
+    def __init__(
+        self,
+        session_id: str,
+        policy: Callable[[], Policy],
+        gate: Gate,
+        to_server: Send,
+        to_client: Send,
+        on_decision: DecisionHook | None = None,
+    ) -> None:
+        self.id = session_id
+        self._policy = policy
+        self._gate = gate
+        self._to_server = to_server
+        self._to_client = to_client
+        self._on_decision = on_decision
+        self._pending: dict[Any, _Pending] = {}
+        self.protocol_version: str | None = None
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    # -- client to server -------------------------------------------------------------
+
+    def from_client(self, line: bytes) -> None:
+        if not line.strip():
+            return
+        try:
+            message = jsonrpc.decode_strict(line)
+        except jsonrpc.Malformed as exc:
+            log.warning("refused a malformed message from the client: %s", exc)
+            self._reply(jsonrpc.error(None, jsonrpc.PARSE_ERROR, f"Parse error: {exc}"))
+            return
+        if type(message) is list:
+            self._client_batch(message, line)
+            return
+        outcome = self._client_message(message)
+        if outcome is _FORWARD:
+            self._to_server(line)
+        elif outcome is not _DROP:
+            self._reply(outcome)
+
+    def _client_message(self, message: Any) -> Any:
+        """_FORWARD, _DROP, or the response mcpwall sends back itself."""
+        if type(message) is not dict:
+            return _invalid(None, "a JSON-RPC message must be an object")
+        method = message.get("method")
+        has_id = "id" in message
+        request_id = message.get("id")
+        if has_id and not jsonrpc.valid_id(request_id):
+            return _invalid(None, "the id must be a string or an integer")
+        if method is None:
+            if has_id and ("result" in message or "error" in message):
+                return _FORWARD  # the client answering a request of the server
+            return _invalid(request_id, "not a request, a notification or a response")
+        if type(method) is not str or message.get("jsonrpc") != "2.0":
+            return _invalid(request_id, 'a request needs "jsonrpc": "2.0" and a string method')
+        if has_id and request_id in self._pending:
+            return _invalid(request_id, f"request id {request_id!r} is already in use")
+
+        pending: _Pending | None = None
+        if method == "tools/call":
+            verdict = self._judge(message, has_id)
+            if type(verdict) is not _Pending:
+                return verdict
+            pending = verdict
+        elif method == "notifications/cancelled":
+            self._note_cancel(message)
+        if has_id:
+            self._pending[request_id] = pending or _Pending(method)
+        return _FORWARD
+
+    def _judge(self, message: dict[str, Any], has_id: bool) -> Any:
+        request_id = message.get("id")
+        params = message.get("params")
+        if type(params) is not dict:
+            return _bad_params(request_id, has_id, "tools/call params must be an object")
+        name = params.get("name")
+        if type(name) is not str:
+            return _bad_params(request_id, has_id, "tools/call params.name must be a string")
+        args = params.get("arguments")
+        if args is None:
+            args = {}
+        elif type(args) is not dict:
+            return _bad_params(request_id, has_id, "tools/call params.arguments must be an object")
+
+        decision = self._gate.judge(self._policy(), self.id, name, args)
+        if self._on_decision is not None:
+            self._on_decision(self.id, decision, args)
+        if not decision.allowed:
+            log.info('denied %s (rule "%s"): %s', name, decision.rule, decision.reason)
+            return jsonrpc.denial(request_id, decision, params) if has_id else _DROP
+        if decision.monitored:
+            log.warning(
+                'monitor: would deny %s (rule "%s"): %s', name, decision.rule, decision.reason
+            )
+        else:
+            log.debug("allowed %s", name)
+        return _Pending("tools/call", decision)
+
+    def _note_cancel(self, message: dict[str, Any]) -> None:
+        params = message.get("params")
+        if type(params) is dict:
+            pending = self._pending.get(params.get("requestId"))
+            if pending is not None:
+                # The server may have acted already: its counters are kept, not refunded.
+                pending.cancelled = True
+
+    def _client_batch(self, items: list[Any], line: bytes) -> None:
+        if not items:
+            self._reply(_invalid(None, "an empty batch is not a valid request"))
+            return
+        version = self.protocol_version
+        if version is not None and version not in _BATCH_VERSIONS:
+            refusal = f"JSON-RPC batches are not part of MCP {version}"
+            answers = [
+                _invalid(item["id"] if jsonrpc.valid_id(item["id"]) else None, refusal)
+                for item in items
+                if _is_request(item)
+            ]
+            if answers:
+                self._to_client(jsonrpc.dumps(answers))
+            return
+        forwarded: list[Any] = []
+        held: list[dict[str, Any]] = []
+        for item in items:
+            outcome = self._client_message(item)
+            if outcome is _FORWARD:
+                forwarded.append(item)
+            elif outcome is not _DROP:
+                held.append(outcome)
+        batch = _Batch(held)
+        for item in forwarded:
+            if _is_request(item):
+                batch.waiting.add(item["id"])
+                self._pending[item["id"]].batch = batch
+        if forwarded:
+            # Forward exactly what was judged: the whole line if nothing was taken out.
+            self._to_server(line if not held else jsonrpc.dumps(forwarded))
+        if held and not batch.waiting:
+            self._to_client(jsonrpc.dumps(held))
+            held.clear()
+
+    # -- server to client -------------------------------------------------------------
+
+    def from_server(self, line: bytes) -> None:
+        if not line.strip():
+            return
+        try:
+            message = jsonrpc.decode_server(line)
+        except jsonrpc.Malformed as exc:
+            log.warning("dropped a malformed line from the server: %s (%r)", exc, line[:200])
+            return
+        if type(message) is dict:
+            if "method" in message or "id" not in message:
+                self._to_client(line)  # a request or notification of the server
+                return
+            rewritten, batch = self._server_response(message)
+            self._to_client(line if rewritten is None else jsonrpc.dumps(rewritten))
+            if batch is not None and batch.held and not batch.waiting:
+                self._to_client(jsonrpc.dumps(batch.held))
+                batch.held = []
+        elif type(message) is list:
+            self._server_batch(message, line)
+        else:
+            log.warning("dropped a line from the server that is not a JSON-RPC message")
+
+    def _server_response(self, message: dict[str, Any]) -> tuple[Any, _Batch | None]:
+        """Settle the request this answers; the rewritten message, or None to keep it."""
+        request_id = message.get("id")
+        pending = self._pending.pop(request_id, None) if _hashable(request_id) else None
+        if pending is None:
+            return None, None
+        batch = pending.batch
+        if batch is not None:
+            batch.waiting.discard(request_id)
+        method = pending.method
+        if method == "tools/call":
+            if pending.decision is not None and pending.decision.tokens:
+                result = message.get("result")
+                failed = "error" in message or (
+                    type(result) is dict and result.get("isError") is True
+                )
+                if failed:
+                    self._gate.settle(pending.decision, failed=True)
+        elif method == "tools/list":
+            return self._filter_tools(message), batch
+        elif method == "initialize":
+            result = message.get("result")
+            if type(result) is dict and type(result.get("protocolVersion")) is str:
+                self.protocol_version = result["protocolVersion"]
+        return None, batch
+
+    def _filter_tools(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        policy = self._policy()
+        if not policy.filters_list or policy.monitor:
+            return None
+        result = message.get("result")
+        if type(result) is not dict or type(result.get("tools")) is not list:
+            return None
+        tools = result["tools"]
+        kept = [
+            tool
+            for tool in tools
+            if type(tool) is dict and type(tool.get("name")) is str and policy.visible(tool["name"])
+        ]
+        if len(kept) == len(tools):
+            return None
+        result["tools"] = kept
+        return message
+
+    def _server_batch(self, items: list[Any], line: bytes) -> None:
+        out: list[Any] = []
+        changed = False
+        batches: list[_Batch] = []
+        for item in items:
+            if type(item) is dict and "method" not in item and "id" in item:
+                rewritten, batch = self._server_response(item)
+                if rewritten is not None:
+                    item, changed = rewritten, True
+                if batch is not None and batch not in batches:
+                    batches.append(batch)
+            out.append(item)
+        for batch in batches:
+            if batch.held:
+                out.extend(batch.held)
+                batch.held = []
+                changed = True
+        self._to_client(jsonrpc.dumps(out) if changed else line)
+
+    # -- endings ----------------------------------------------------------------------
+
+    def server_gone(self, what: str) -> int:
+        """Answer every request still waiting for the server; how many there were."""
+        waiting = list(self._pending.items())
+        self._pending.clear()
+        for request_id, pending in waiting:
+            if pending.decision is not None and not pending.cancelled:
+                self._gate.settle(pending.decision, failed=True)
+            self._reply(
+                jsonrpc.error(
+                    request_id,
+                    jsonrpc.SERVER_GONE,
+                    f"[mcpwall] the MCP server {what} before answering this request",
+                )
+            )
+            if pending.batch is not None and pending.batch.held:
+                self._to_client(jsonrpc.dumps(pending.batch.held))
+                pending.batch.held = []
+        return len(waiting)
+
+    def refuse_oversize(self, limit: int) -> None:
+        """A message from the client was larger than ``limit`` and was discarded."""
+        self._reply(
+            jsonrpc.error(
+                None, jsonrpc.INVALID_REQUEST, f"Invalid request: message larger than {limit} bytes"
+            )
+        )
+
+    def _reply(self, message: dict[str, Any]) -> None:
+        self._to_client(jsonrpc.dumps(message))
+
+
+def _invalid(request_id: Any, why: str) -> dict[str, Any]:
+    return jsonrpc.error(request_id, jsonrpc.INVALID_REQUEST, f"Invalid request: {why}")
+
+
+def _bad_params(request_id: Any, has_id: bool, why: str) -> Any:
+    log.warning("refused a tools/call: %s", why)
+    return jsonrpc.error(request_id, jsonrpc.INVALID_PARAMS, why) if has_id else _DROP
+
+
+def _is_request(item: Any) -> bool:
+    return type(item) is dict and "method" in item and "id" in item
+
+
+def _hashable(value: Any) -> bool:
+    return type(value) in (int, str)

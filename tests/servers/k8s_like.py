@@ -1,0 +1,72 @@
+"""A small MCP server written with the official SDK, shaped like the Kubernetes MCP
+server, that keeps its own record: every tool call it executes is appended as one JSON
+line to the file named by MCPWALL_TEST_RECORD. Tests read that record to prove what
+reached the server and what did not."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from mcp.server import MCPServer
+
+server = MCPServer("k8s-like")
+RECORD = os.environ.get("MCPWALL_TEST_RECORD")
+
+
+def record(tool: str, arguments: dict[str, Any]) -> None:
+    if RECORD:
+        with open(RECORD, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"tool": tool, "arguments": arguments}) + "\n")
+
+
+@server.tool(annotations={"readOnlyHint": True})
+def pods_list(namespace: str = "default") -> str:
+    """List pods in a namespace."""
+    record("pods_list", {"namespace": namespace})
+    return f"pods in {namespace}: web-1, web-2"
+
+
+@server.tool(annotations={"destructiveHint": True})
+def pods_delete(name: str, namespace: str = "default") -> str:
+    """Delete a pod."""
+    record("pods_delete", {"name": name, "namespace": namespace})
+    return f"deleted pod {namespace}/{name}"
+
+
+@server.tool(annotations={"destructiveHint": True, "idempotentHint": True})
+def vm_clone(source: str, target: str, namespace: str = "default") -> str:
+    """Clone a KubeVirt VirtualMachine by creating a VirtualMachineClone resource."""
+    record("vm_clone", {"source": source, "target": target, "namespace": namespace})
+    return f"cloning {source} to {target}"
+
+
+@server.tool()
+def create_charge(amount: int, currency: str = "usd") -> str:
+    """Charge a customer (amount in cents)."""
+    record("create_charge", {"amount": amount, "currency": currency})
+    if amount == 13:
+        raise ValueError("card declined")
+    return f"charged {amount} {currency}"
+
+
+@server.tool(annotations={"readOnlyHint": True})
+def configuration_view() -> str:
+    """Show the kubeconfig."""
+    record("configuration_view", {})
+    return "apiVersion: v1\nkind: Config"
+
+
+@server.tool()
+def echo(message: str) -> str:
+    """Echo a message back."""
+    record("echo", {"message": message})
+    return message
+
+
+if __name__ == "__main__":
+    if "--crash-on" in sys.argv:
+        os.environ["MCPWALL_CRASH_ON"] = sys.argv[sys.argv.index("--crash-on") + 1]
+    server.run()
