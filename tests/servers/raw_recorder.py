@@ -1,0 +1,202 @@
+"""A bare JSON-RPC MCP server (no SDK) that records every line it receives.
+
+It exists for what the SDK servers cannot do: JSON-RPC batches, garbage on stdout, dying
+mid-call, server-to-client requests on demand. Every line read from stdin is appended to
+the file named by MCPWALL_TEST_WIRE, exactly as received.
+
+Tools: echo (returns its arguments), fail (JSON-RPC error), iserror (an isError result),
+crash (exits with status 3 without answering), slow (answers after arguments.seconds),
+ask (sends a sampling request to the client and answers with the client's reply).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+WIRE = os.environ.get("MCPWALL_TEST_WIRE")
+VERSION = os.environ.get("MCPWALL_TEST_VERSION")  # force the negotiated version
+out_lock = threading.Lock()
+waiting: dict[Any, Any] = {}  # server request id -> original client request id
+
+TOOLS = [
+    {
+        "name": "echo",
+        "description": "Echo the arguments",
+        "inputSchema": {"type": "object"},
+        "annotations": {"readOnlyHint": True},
+        "_meta": {"x.example/owner": "team-a"},
+        "outputSchema": {"type": "object"},
+        "x-unknown": [1, 2],
+    },
+    {
+        "name": "pods_delete",
+        "description": "Delete a pod",
+        "inputSchema": {"type": "object"},
+        "annotations": {"destructiveHint": True},
+    },
+    {"name": "secret_get", "description": "Read a secret", "inputSchema": {"type": "object"}},
+    {"name": "fail", "inputSchema": {"type": "object"}},
+    {"name": "iserror", "inputSchema": {"type": "object"}},
+    {"name": "crash", "inputSchema": {"type": "object"}},
+    {"name": "slow", "inputSchema": {"type": "object"}},
+    {"name": "ask", "inputSchema": {"type": "object"}},
+]
+
+
+def send(message: Any) -> None:
+    with out_lock:
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
+
+
+def respond(message: dict[str, Any]) -> dict[str, Any] | None:
+    method = message.get("method")
+    request_id = message.get("id")
+    params = message.get("params") or {}
+    if method is None:  # the client's answer to our request
+        original = waiting.pop(request_id, None)
+        if original is not None:
+            return {
+                "jsonrpc": "2.0",
+                "id": original,
+                "result": {"content": [{"type": "text", "text": json.dumps(message)}]},
+            }
+        return None
+    if "id" not in message:
+        return None
+    if method == "initialize":
+        version = VERSION or params.get("protocolVersion", "2025-11-25")
+        return {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "result": {
+                "protocolVersion": version,
+                "capabilities": {"tools": {"listChanged": True}},
+                "serverInfo": {"name": "raw-recorder", "version": "1"},
+            },
+        }
+    if method == "tools/list":
+        cursor = params.get("cursor")
+        page, next_cursor = (TOOLS[4:], None) if cursor == "page2" else (TOOLS[:4], "page2")
+        result: dict[str, Any] = {
+            "tools": page,
+            "_meta": {"x.example/page": cursor or 1},
+            "ttlMs": 5000,
+        }
+        if next_cursor:
+            result["nextCursor"] = next_cursor
+        return {"jsonrpc": "2.0", "id": request_id, "result": result}
+    if method == "tools/call":
+        name = params.get("name")
+        arguments = params.get("arguments") or {}
+        if name == "fail":
+            return {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "error": {"code": -32603, "message": "the tool failed"},
+            }
+        if name == "iserror":
+            return {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "result": {"content": [{"type": "text", "text": "no"}], "isError": True},
+            }
+        if name == "crash":
+            sys.stderr.write("raw-recorder: crashing on purpose\n")
+            sys.stderr.flush()
+            os._exit(3)
+        if name == "slow":
+
+            def later() -> None:
+                time.sleep(float(arguments.get("seconds", 1)))
+                send(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": request_id,
+                        "result": {"content": [{"type": "text", "text": "slow done"}]},
+                    }
+                )
+
+            threading.Thread(target=later, daemon=True).start()
+            return None
+        if name == "ask":
+            server_id = f"srv-{request_id}"
+            waiting[server_id] = request_id
+            send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": server_id,
+                    "method": "sampling/createMessage",
+                    "params": {"messages": [], "maxTokens": 10},
+                }
+            )
+            return None
+        return {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "result": {
+                "content": [{"type": "text", "text": json.dumps({"name": name})}],
+                "structuredContent": {"name": name, "arguments": arguments},
+            },
+        }
+    if method == "ping":
+        return {"jsonrpc": "2.0", "id": request_id, "result": {}}
+    if method == "test/garbage":
+        with out_lock:
+            sys.stdout.write('this is not json\n{"truncated": \n')
+            sys.stdout.flush()
+        return {"jsonrpc": "2.0", "id": request_id, "result": {"after": "garbage"}}
+    if method == "test/notify":
+        send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+        send(
+            {
+                "jsonrpc": "2.0",
+                "method": "notifications/message",
+                "params": {"level": "info", "data": "héllo ✓"},
+            }
+        )
+        return {"jsonrpc": "2.0", "id": request_id, "result": {}}
+    if method == "test/exit":
+        sys.exit(int(params.get("status", 0)))
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "error": {"code": -32601, "message": f"Method not found: {method}"},
+    }
+
+
+def main() -> None:
+    for raw in sys.stdin.buffer:
+        if WIRE:
+            with open(WIRE, "ab") as wire:
+                wire.write(raw if raw.endswith(b"\n") else raw + b"\n")
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            send(
+                {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "Parse error"}}
+            )
+            continue
+        if isinstance(message, list):
+            answers = [a for a in (respond(m) for m in message if isinstance(m, dict)) if a]
+            if answers:
+                send(answers)
+            continue
+        answer = respond(message)
+        if answer is not None:
+            send(answer)
+    if os.environ.get("MCPWALL_TEST_IGNORE_EOF"):
+        if os.environ["MCPWALL_TEST_IGNORE_EOF"] == "and-term":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            time.sleep(1)
+
+
+if __name__ == "__main__":
+    main()
