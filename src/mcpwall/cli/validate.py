@@ -47,7 +47,7 @@ def _line(problem: PolicyError) -> str:
 
 
 def summary(policy: Policy) -> str:
-    tools = len(policy.entries) + len(policy.globs)
+    tools = len(policy.entries) + len(policy.globs) + (1 if policy.wildcard else 0)
     rules = (
         sum(len(e.rules) for e in policy.entries.values())
         + sum(len(e.rules) for _, e in policy.globs)

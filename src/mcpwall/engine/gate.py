@@ -280,7 +280,7 @@ def _limit_reason(
     if counter is not None and counter.is_rate_limit:
         return (
             f"Rate limit of {counter.max_calls} calls per {_window_text(counter)} reached "
-            f'for {tool} (rule "{rule.name}").{retry_text}'
+            f"for {tool}.{retry_text}"
         )
     failing = next(c for c in checks if c.rule == refused.rule)
     if failing.reserve and counter is not None:

@@ -817,13 +817,14 @@ class _Compiler:
             require: list[Condition] = []
             state_refs: list[tuple[Condition, tuple[str, str]]] = []
             for index, (raw, mark) in enumerate(draft.conditions):
-                condition = self._condition(raw, mark, f"{where}.conditions[{index}]")
+                at = f"{where}.conditions[{index}]"
+                condition = self._condition(raw, mark, at)
                 if condition is None:
                     continue
                 if condition.path.startswith("args."):
                     require.append(condition)
                     continue
-                target = self._state_target(condition, counters, raw, where)
+                target = self._state_target(condition, counters, raw, where, at)
                 if target is None:
                     continue
                 # Intercept reads "state.<tool>.<own counter> lt/lte N" as the counter's
@@ -864,6 +865,7 @@ class _Compiler:
         condition: Condition,
         counters: dict[tuple[str, str], Counter],
         raw: YMap,
+        rule_where: str,
         where: str,
     ) -> tuple[str, str] | None:
         parts = condition.path.split(".", 2)
@@ -878,7 +880,7 @@ class _Compiler:
             tool = 'the "*" entry' if owner == GLOBAL_OWNER else owner
             self.error(
                 raw.at("path"),
-                f"{where}: condition references state.{owner}.{name} "
+                f"{rule_where}: condition references state.{owner}.{name} "
                 "but no matching state block found",
                 f"add a state block with counter: {name} to a rule of {tool}",
             )

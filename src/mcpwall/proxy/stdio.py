@@ -379,7 +379,7 @@ class _ClientWriter(asyncio.Protocol):
 
 
 async def _open_client_writer(loop: asyncio.AbstractEventLoop, proxy: StdioProxy) -> Any:
-    if _is_regular_file(1):
+    if not _is_pipe(1):
         return _FileWriter()
     writer = _ClientWriter(proxy)
     # The transport owns the file object for the whole session: no context manager.
@@ -391,22 +391,26 @@ async def _open_client_writer(loop: asyncio.AbstractEventLoop, proxy: StdioProxy
 async def _open_client_reader(
     loop: asyncio.AbstractEventLoop, proxy: StdioProxy, lines: LineFramer
 ) -> Any:
-    if _is_regular_file(0):
+    if not _is_pipe(0):
         return _FileReader(loop, _ClientReader(proxy, lines))
     stdin = open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115
     transport, _ = await loop.connect_read_pipe(lambda: _ClientReader(proxy, lines), stdin)
     return transport
 
 
-def _is_regular_file(fd: int) -> bool:
+def _is_pipe(fd: int) -> bool:
+    """Whether the event loop can watch ``fd``: a pipe or a socket. Files, terminals and
+    /dev/null are read in a thread and written with plain writes instead (libuv aborts
+    on a character device)."""
     try:
-        return stat.S_ISREG(os.fstat(fd).st_mode)
+        mode = os.fstat(fd).st_mode
     except OSError:
         return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 class _FileWriter:
-    """stdout redirected to a regular file, which asyncio cannot watch: plain writes."""
+    """stdout that is not a pipe (a file, a terminal): plain blocking writes."""
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -419,7 +423,7 @@ class _FileWriter:
 
 
 class _FileReader:
-    """stdin redirected from a regular file: read in a thread, fed to the loop."""
+    """stdin that is not a pipe (a file, a terminal): read in a thread, fed to the loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, protocol: _ClientReader) -> None:
         self._loop = loop
