@@ -80,14 +80,19 @@ def test_intercept_invalid_policy_fixture_is_a_syntax_error_on_its_line() -> Non
 
 @pytest.mark.parametrize(
     "path",
-    sorted((COMPAT / "policies").glob("*.yaml"))
-    + [COMPAT / "testdata" / "valid_policy.yaml", COMPAT / "testdata" / "default_deny_policy.yaml"],
+    [
+        *sorted((COMPAT / "policies").glob("*.yaml")),
+        COMPAT / "testdata" / "valid_policy.yaml",
+        COMPAT / "testdata" / "default_deny_policy.yaml",
+    ],
     ids=lambda p: p.name,
 )
 def test_every_published_intercept_policy_loads(path: Path) -> None:
     policy, problems = check_policy(path)
     assert policy is not None, [str(p) for p in problems]
 
+
+RULE = "tools:\n  t:\n    rules:\n      - "
 
 # Every row of Intercept's POLICY.md "Validation errors" table.
 INTERCEPT_ERRORS = [
@@ -96,90 +101,86 @@ INTERCEPT_ERRORS = [
     ('version: "2"\ntools: {}', 'version must be "1", got "2"'),
     ("default: maybe\ntools: {}", 'default must be "allow" or "deny", got "maybe"'),
     (
-        "tools:\n  t:\n    rules:\n      - conditions: [{path: args.x, op: eq, value: 1}]",
+        RULE + "conditions: [{path: args.x, op: eq, value: 1}]",
         "tools.t.rules[0]: rule must have a name",
     ),
     (
-        "tools:\n  t:\n    rules:\n      - {name: r, action: block}",
+        RULE + "{name: r, action: block}",
         'tools.t.rules[0]: action must be "evaluate", "deny" or "allow", got "block"',
     ),
     (
-        "tools:\n  t:\n    rules:\n      - {name: r, action: deny, conditions: "
-        "[{path: args.x, op: eq, value: 1}]}",
+        RULE + "{name: r, action: deny, conditions: [{path: args.x, op: eq, value: 1}]}",
         "tools.t.rules[0]: deny rules must not have conditions",
     ),
     (
-        "tools:\n  t:\n    rules:\n      - {name: r, action: evaluate}",
+        RULE + "{name: r, action: evaluate}",
         "tools.t.rules[0]: evaluate rules must have at least one condition",
     ),
     (
-        "tools:\n  t:\n    rules:\n      - {name: r, conditions: [{path: x, op: eq, value: 1}]}",
+        RULE + "{name: r, conditions: [{path: x, op: eq, value: 1}]}",
         'tools.t.rules[0].conditions[0]: path must start with "args." or "state.", got "x"',
     ),
     (
-        "tools:\n  t:\n    rules:\n      - {name: r, conditions: [{path: args.x, op: like, value: 1}]}",
+        RULE + "{name: r, conditions: [{path: args.x, op: like, value: 1}]}",
         'tools.t.rules[0].conditions[0]: unknown operator "like"',
     ),
     (
-        "tools:\n  t:\n    rules:\n      - {name: r, conditions: [{path: args.x, op: not_in, value: 1}]}",
+        RULE + "{name: r, conditions: [{path: args.x, op: not_in, value: 1}]}",
         'tools.t.rules[0].conditions[0]: operator "not_in" requires a list value',
     ),
     (
-        "tools:\n  t:\n    rules:\n      - {name: r, conditions: [{path: args.x, op: gte, value: a}]}",
+        RULE + "{name: r, conditions: [{path: args.x, op: gte, value: a}]}",
         'tools.t.rules[0].conditions[0]: operator "gte" requires a numeric value',
     ),
     (
-        "tools:\n  t:\n    rules:\n      - {name: r, conditions: [{path: args.x, op: exists, value: 1}]}",
+        RULE + "{name: r, conditions: [{path: args.x, op: exists, value: 1}]}",
         'tools.t.rules[0].conditions[0]: operator "exists" requires a boolean value',
     ),
     (
-        "tools:\n  t:\n    rules:\n      - {name: r, conditions: [{path: args.x, op: regex, value: 1}]}",
+        RULE + "{name: r, conditions: [{path: args.x, op: regex, value: 1}]}",
         "tools.t.rules[0].conditions[0]: regex value must be a string",
     ),
     (
-        "tools:\n  t:\n    rules:\n      - {name: r, conditions: [{path: args.x, op: regex, "
-        "value: '(?=x)'}]}",
+        RULE + "{name: r, conditions: [{path: args.x, op: regex, value: '(?=x)'}]}",
         'tools.t.rules[0].conditions[0]: invalid regex "(?=x)": invalid perl operator: (?=',
     ),
     (
-        "tools:\n  t:\n    rules:\n      - {name: r, conditions: [{path: state.t.c, op: lt, value: 1}],"
+        RULE + "{name: r, conditions: [{path: state.t.c, op: lt, value: 1}],"
         " state: {counter: '', window: day}}",
         "tools.t.rules[0].state: counter must not be empty",
     ),
     (
-        "tools:\n  t:\n    rules:\n      - {name: r, conditions: [{path: state.t.c, op: lt, value: 1}],"
+        RULE + "{name: r, conditions: [{path: state.t.c, op: lt, value: 1}],"
         " state: {counter: c, window: week}}",
         'tools.t.rules[0].state: window must be "minute", "hour", or "day", got "week"',
     ),
     (
-        "tools:\n  t:\n    rules:\n      - {name: r, conditions: [{path: state.t.c, op: lt, value: 1}],"
+        RULE + "{name: r, conditions: [{path: state.t.c, op: lt, value: 1}],"
         " state: {counter: c, window: day, increment_from: amount}}",
         'tools.t.rules[0].state: increment_from must start with "args.", got "amount"',
     ),
     (
-        "tools:\n  t:\n    rules:\n      - {name: r, conditions: [{path: state.t.c, op: lt, value: 1}]}",
+        RULE + "{name: r, conditions: [{path: state.t.c, op: lt, value: 1}]}",
         "tools.t.rules[0]: condition references state.t.c but no matching state block found",
     ),
     (
-        "tools:\n  t:\n    rules:\n      - {name: r, rate_limit: -5/hour}",
+        RULE + "{name: r, rate_limit: -5/hour}",
         'tools.t.rules[0]: rate_limit count must be a positive integer, got "-5"',
     ),
     (
-        "tools:\n  t:\n    rules:\n      - {name: r, rate_limit: 5/fortnight}",
+        RULE + "{name: r, rate_limit: 5/fortnight}",
         'tools.t.rules[0]: rate_limit window must be "minute", "hour", or "day", got "fortnight"',
     ),
     (
-        "tools:\n  t:\n    rules:\n      - {name: r, rate_limit: 5/hour, conditions: "
-        "[{path: args.x, op: eq, value: 1}]}",
+        RULE + "{name: r, rate_limit: 5/hour, conditions: [{path: args.x, op: eq, value: 1}]}",
         "tools.t.rules[0]: rate_limit cannot be combined with conditions or state",
     ),
     (
-        "tools:\n  t:\n    rules:\n      - {name: r, action: deny, rate_limit: 5/hour}",
+        RULE + "{name: r, action: deny, rate_limit: 5/hour}",
         'tools.t.rules[0]: rate_limit cannot be used with action "deny"',
     ),
     (
-        "tools:\n  t:\n    rules:\n      - {name: a, rate_limit: 5/hour}\n"
-        "      - {name: b, rate_limit: 50/hour}",
+        RULE + "{name: a, rate_limit: 5/hour}\n      - {name: b, rate_limit: 50/hour}",
         'tools.t.rules[1]: duplicate state counter "_rate_hour" (also used by rules[0])',
     ),
 ]
@@ -202,37 +203,37 @@ def test_every_intercept_validation_error_is_reported(
         ("tools:\n  t:\n    rulez: []", 'unknown key "rulez" in tools.t'),
         ("tols: {}", 'unknown key "tols" in the policy'),
         (
-            "tools:\n  t:\n    rules:\n      - {action: approve}",
+            RULE + "{action: approve}",
             "tools.t.rules[0]: action approve is not supported yet",
         ),
         (
-            "tools:\n  t:\n    rules:\n      - {name: r, action: evaluate, when: "
+            RULE + "{name: r, action: evaluate, when: "
             "[{path: args.x, op: eq, value: 1}], conditions: [{path: args.x, op: eq, value: 1}]}",
             "tools.t.rules[0]: when: applies to deny rules only",
         ),
         (
-            "tools:\n  t:\n    rules:\n      - {rate_limit: {max: 0, window: 60}}",
+            RULE + "{rate_limit: {max: 0, window: 60}}",
             "tools.t.rules[0]: rate_limit max must be a positive integer, got 0",
         ),
         (
-            "tools:\n  t:\n    rules:\n      - {rate_limit: {max: 3, window: soon}}",
+            RULE + "{rate_limit: {max: 3, window: soon}}",
             'tools.t.rules[0]: window must be "minute", "hour", or "day", got "soon"',
         ),
         (
-            "tools:\n  t:\n    rules:\n      - {rate_limit: {max: 3, window: 60, scope: team}}",
+            RULE + "{rate_limit: {max: 3, window: 60, scope: team}}",
             'tools.t.rules[0]: scope must be "session" or "global", got "team"',
         ),
         (
-            "tools:\n  t:\n    rules:\n      - {rate_limit: {max: 3, window: 60, per: namespace}}",
+            RULE + "{rate_limit: {max: 3, window: 60, per: namespace}}",
             'tools.t.rules[0]: per must be an argument path like args.namespace, got "namespace"',
         ),
         (
-            "tools:\n  t:\n    rules:\n      - {action: deny, reason: a, on_deny: b}",
+            RULE + "{action: deny, reason: a, on_deny: b}",
             "tools.t.rules[0]: use either reason or on_deny, not both",
         ),
         ("mode: audit\ntools: {}", 'mode must be "enforce" or "monitor", got "audit"'),
         (
-            "tools:\n  t:\n    rules:\n      - {name: r, conditions: [{path: state.t.c, op: regex,"
+            RULE + "{name: r, conditions: [{path: state.t.c, op: regex,"
             " value: x}], state: {counter: c, window: day}}",
             'tools.t.rules[0].conditions[0]: operator "regex" cannot test a counter, which is a '
             "number",

@@ -72,7 +72,7 @@ def test_alias_bombs_do_not_expand() -> None:
 def test_syntax_error_has_its_line() -> None:
     with pytest.raises(SourceError) as caught:
         load_text('version: "1"\ntools:\n  t:\n    rules: [1, 2\n  u: {}\n')
-    mark, message, hint = caught.value.problems[0]
+    _, message, hint = caught.value.problems[0]
     assert message.startswith("YAML syntax error")
     assert "starts on line 4" in message
     assert "not closed" in hint
