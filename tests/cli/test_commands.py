@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import MCPWALL, server_cmd
 
-COMPAT = Path(__file__).resolve().parents[3] / "shared" / "compat" / "intercept"
+COMPAT = Path(__file__).resolve().parents[1] / "compat" / "intercept"
 
 
 def mcpwall(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

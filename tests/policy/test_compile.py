@@ -11,7 +11,7 @@ import pytest
 from mcpwall.policy import check_policy, load_policy
 from mcpwall.policy.model import Op, Scope
 
-COMPAT = Path(__file__).resolve().parents[3] / "shared" / "compat" / "intercept"
+COMPAT = Path(__file__).resolve().parents[1] / "compat" / "intercept"
 
 
 def errors(path: Path) -> list[tuple[int, str]]:
@@ -78,6 +78,10 @@ def test_intercept_invalid_policy_fixture_is_a_syntax_error_on_its_line() -> Non
     assert problems[0].hint == "the quoted string opened on line 5 is not closed"
 
 
+def test_the_whole_published_corpus_is_here() -> None:
+    assert len(list((COMPAT / "policies").glob("*.yaml"))) == 53
+
+
 @pytest.mark.parametrize(
     "path",
     [
@@ -88,6 +92,7 @@ def test_intercept_invalid_policy_fixture_is_a_syntax_error_on_its_line() -> Non
     ids=lambda p: p.name,
 )
 def test_every_published_intercept_policy_loads(path: Path) -> None:
+    assert path.exists()
     policy, problems = check_policy(path)
     assert policy is not None, [str(p) for p in problems]
 
