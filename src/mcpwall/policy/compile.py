@@ -17,13 +17,13 @@ Compilation spells both dialects out into the same model:
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mcpwall.engine.operators import compile_regex, is_number, make_test
+from mcpwall.policy.conditions import read_condition, read_condition_list
+from mcpwall.policy.counters import read_rate_limit, read_state_block
 from mcpwall.policy.model import (
     Condition,
     Counter,
@@ -31,10 +31,9 @@ from mcpwall.policy.model import (
     Policy,
     PolicyError,
     Rule,
-    Scope,
     ToolEntry,
-    Window,
 )
+from mcpwall.policy.report import Reporter, kind, shown
 from mcpwall.policy.source import Mark, YList, YMap
 
 _TOP_KEYS = ("version", "description", "default", "mode", "hide", "tools")
@@ -51,16 +50,7 @@ _RULE_KEYS = (
     "scope",
     "per",
 )
-_CONDITION_KEYS = ("path", "op", "value")
-_STATE_KEYS = ("counter", "window", "increment", "increment_from", "scope", "per")
-_RATE_KEYS = ("max", "window", "scope", "per")
 _ACTIONS = ("evaluate", "deny", "allow", "approve")
-_OPS = tuple(op.value for op in Op)
-_LIST_OPS = (Op.IN, Op.NOT_IN)
-_ORDER_OPS = (Op.LT, Op.LTE, Op.GT, Op.GTE)
-_CALENDAR = {"minute": 60, "hour": 3600, "day": 86400}
-_DURATION = re.compile(r"([0-9]+)(s|m|h|d)")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _GLOB_CHARS = frozenset("*?[")
 GLOBAL_OWNER = "_global"
 
@@ -94,32 +84,8 @@ class _RuleDraft:
     counter_mark: Mark | None = None
 
 
-class _Compiler:
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.problems: list[PolicyError] = []
-
-    # -- reporting ------------------------------------------------------------------
-
-    def error(self, mark: Mark, message: str, hint: str = "") -> None:
-        self.problems.append(PolicyError(self.file, mark.line, mark.col, message, hint))
-
-    def warn(self, mark: Mark, message: str, hint: str = "") -> None:
-        self.problems.append(
-            PolicyError(self.file, mark.line, mark.col, message, hint, severity="warning")
-        )
-
-    def unknown_keys(self, mapping: YMap, allowed: tuple[str, ...], what: str) -> None:
-        for key in mapping:
-            if key in allowed:
-                continue
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = (
-                f'did you mean "{close[0]}"?'
-                if close
-                else f"{what} keys are: " + ", ".join(allowed)
-            )
-            self.error(mapping.key_at(key), f'unknown key "{key}" in {what}', hint)
+class _Compiler(Reporter):
+    """Walks the tree once; reports through itself, builds the policy if nothing failed."""
 
     # -- top level ------------------------------------------------------------------
 
@@ -186,7 +152,7 @@ class _Compiler:
         if version not in ("1", 1) or type(version) is bool:
             self.error(
                 data.at("version"),
-                f'version must be "1", got "{_text(version)}"',
+                f'version must be "1", got "{shown(version)}"',
                 'set version: "1"',
             )
 
@@ -195,7 +161,7 @@ class _Compiler:
         if value is None:
             return None
         if not isinstance(value, str):
-            self.error(data.at(key), f"{key} must be a string, got {_kind(value)}")
+            self.error(data.at(key), f"{key} must be a string, got {kind(value)}")
             return None
         return value
 
@@ -207,7 +173,7 @@ class _Compiler:
             quoted = " or ".join(f'"{c}"' for c in choices)
             self.error(
                 data.at(key),
-                f'{key} must be {quoted}, got "{_text(value)}"',
+                f'{key} must be {quoted}, got "{shown(value)}"',
                 f"use {quoted}, or leave {key} out ({default} is the default)",
             )
             return default
@@ -228,7 +194,7 @@ class _Compiler:
         for index, name in enumerate(raw):
             mark = raw.at(index)
             if not isinstance(name, str):
-                self.error(mark, f"hide[{index}]: entry must be a tool name, got {_kind(name)}")
+                self.error(mark, f"hide[{index}]: entry must be a tool name, got {kind(name)}")
                 continue
             if not name.strip():
                 self.error(
@@ -309,7 +275,7 @@ class _Compiler:
         if not isinstance(raw, YMap):
             self.error(
                 mark,
-                f"{where}: a rule must be a mapping, got {_kind(raw)}",
+                f"{where}: a rule must be a mapping, got {kind(raw)}",
                 "write - action: allow, - action: deny, or - name: ... with conditions",
             )
             return None
@@ -328,7 +294,7 @@ class _Compiler:
         when = raw.get("when")
 
         if "conditions" in raw:
-            draft.conditions = self._condition_list(raw, "conditions", where)
+            draft.conditions = read_condition_list(self, raw, "conditions", where)
         if when is not None or "when" in raw:
             if action != "deny":
                 self.error(
@@ -338,8 +304,8 @@ class _Compiler:
                 )
             else:
                 draft.when = [
-                    self._condition(c, m, f"{where}.when", allow_state=False)
-                    for c, m in self._condition_list(raw, "when", where)
+                    read_condition(self, c, m, f"{where}.when", allow_state=False)
+                    for c, m in read_condition_list(self, raw, "when", where)
                 ]
                 draft.when = [c for c in draft.when if c is not None]
 
@@ -357,7 +323,7 @@ class _Compiler:
                     "use separate rules, or the full conditions + state syntax",
                 )
             else:
-                draft.counter = self._rate_limit(raw, owner, where)
+                draft.counter = read_rate_limit(self, raw, owner, where)
                 draft.counter_mark = raw.at("rate_limit")
         elif state is not None:
             if action == "deny":
@@ -373,7 +339,7 @@ class _Compiler:
                     "use an evaluate rule (conditions + state) for counters",
                 )
             else:
-                draft.counter = self._state_block(raw, owner, where)
+                draft.counter = read_state_block(self, raw, owner, where)
                 draft.counter_mark = raw.at("state")
         elif "scope" in raw or "per" in raw:
             self.error(
@@ -422,7 +388,7 @@ class _Compiler:
         if action not in _ACTIONS:
             self.error(
                 raw.at("action"),
-                f'{where}: action must be "evaluate", "deny" or "allow", got "{_text(action)}"',
+                f'{where}: action must be "evaluate", "deny" or "allow", got "{shown(action)}"',
                 "evaluate checks conditions; deny blocks; allow lists the tool",
             )
             return None
@@ -440,7 +406,7 @@ class _Compiler:
             if value is None:
                 continue
             if not isinstance(value, str):
-                self.error(raw.at(key), f"{where}: {key} must be a string, got {_kind(value)}")
+                self.error(raw.at(key), f"{where}: {key} must be a string, got {kind(value)}")
                 return None
             return value
         return None
@@ -448,7 +414,7 @@ class _Compiler:
     def _rule_name(self, raw: YMap, where: str, action: str, key: str, index: int) -> str:
         name = raw.get("name")
         if name is not None and not isinstance(name, str):
-            self.error(raw.at("name"), f"{where}: name must be a string, got {_kind(name)}")
+            self.error(raw.at("name"), f"{where}: name must be a string, got {kind(name)}")
             name = None
         if isinstance(name, str) and name.strip():
             return name
@@ -466,322 +432,6 @@ class _Compiler:
                 'add name: "what this rule is for"; it shows in denials and logs',
             )
         return _derived_name(raw, action, key, index)
-
-    # -- conditions -------------------------------------------------------------------
-
-    def _condition_list(self, raw: YMap, key: str, where: str) -> list[tuple[YMap, Mark]]:
-        value = raw.get(key)
-        if isinstance(value, YMap):
-            value_list = [(value, value.mark)]
-        elif isinstance(value, YList):
-            value_list = [(item, value.at(i)) for i, item in enumerate(value)]
-        else:
-            self.error(
-                raw.at(key),
-                f"{where}: {key} must be a list of conditions",
-                "each condition is - {path: args.x, op: eq, value: 1}",
-            )
-            return []
-        good: list[tuple[YMap, Mark]] = []
-        for index, (item, mark) in enumerate(value_list):
-            if not isinstance(item, YMap):
-                self.error(
-                    mark,
-                    f"{where}.{key}[{index}]: a condition must be a mapping "
-                    "with path, op and value",
-                )
-                continue
-            good.append((item, mark))
-        return good
-
-    def _condition(
-        self,
-        raw: YMap,
-        mark: Mark,
-        where: str,
-        allow_state: bool = True,
-        counters: dict[tuple[str, str], Counter] | None = None,
-    ) -> Condition | None:
-        self.unknown_keys(raw, _CONDITION_KEYS, "a condition")
-        ok = True
-        path = raw.get("path")
-        op_text = raw.get("op")
-        value = raw.get("value")
-        if not isinstance(path, str) or not (path.startswith("args.") or path.startswith("state.")):
-            shown = path if isinstance(path, str) else _text(path)
-            self.error(
-                raw.at("path"),
-                f'{where}: path must start with "args." or "state.", got "{shown}"',
-                "use args.<argument> or state.<tool>.<counter>",
-            )
-            ok = False
-        elif path.startswith("state.") and not allow_state:
-            self.error(
-                raw.at("path"),
-                f"{where}: when: conditions read arguments only",
-                "use args.<argument>",
-            )
-            ok = False
-        elif any(not step for step in path.split(".")[1:]) or path.endswith("."):
-            self.error(raw.at("path"), f'{where}: path "{path}" has an empty part')
-            ok = False
-        if op_text not in _OPS:
-            self.error(
-                raw.at("op"),
-                f'{where}: unknown operator "{_text(op_text)}"',
-                "use one of: " + ", ".join(_OPS),
-            )
-            return None
-        op = Op(op_text)
-        if "value" not in raw:
-            self.error(mark, f'{where}: operator "{op.value}" needs a value')
-            return None
-        value_mark = raw.at("value")
-        if op in _LIST_OPS and not isinstance(value, YList):
-            self.error(
-                value_mark,
-                f'{where}: operator "{op.value}" requires a list value',
-                'provide a YAML list, e.g. ["a", "b"]',
-            )
-            ok = False
-        elif op in _ORDER_OPS and not is_number(value):
-            self.error(
-                value_mark,
-                f'{where}: operator "{op.value}" requires a numeric value',
-                "provide a number",
-            )
-            ok = False
-        elif op is Op.EXISTS and type(value) is not bool:
-            self.error(
-                value_mark,
-                f'{where}: operator "exists" requires a boolean value',
-                "use true or false",
-            )
-            ok = False
-        elif op is Op.REGEX:
-            if not isinstance(value, str):
-                self.error(
-                    value_mark,
-                    f"{where}: regex value must be a string",
-                    "provide the pattern as a string",
-                )
-                ok = False
-            else:
-                try:
-                    compile_regex(value)
-                except ValueError as exc:
-                    self.error(
-                        value_mark,
-                        f'{where}: invalid regex "{value}": {exc}',
-                        "fix the pattern; the syntax is RE2, as in Go",
-                    )
-                    ok = False
-        if not ok or not isinstance(path, str):
-            return None
-        steps = tuple(path.partition(".")[2].split("."))
-        plain_value = list(value) if isinstance(value, YList) else value
-        return Condition(path, steps, op, plain_value, make_test(op, plain_value), mark.line)
-
-    # -- counters -----------------------------------------------------------------------
-
-    def _rate_limit(self, raw: YMap, owner: str, where: str) -> Counter | None:
-        value = raw["rate_limit"]
-        mark = raw.at("rate_limit")
-        if isinstance(value, str):
-            count_text, slash, window_text = value.partition("/")
-            if not slash:
-                self.error(
-                    mark,
-                    f'{where}: rate_limit must be in the format "N/window" '
-                    f'(e.g. "5/hour"), got "{value}"',
-                    "write it like 5/hour or 10/90s",
-                )
-                return None
-            count = int(count_text) if count_text.strip().isdigit() else None
-            if count is None or count <= 0:
-                self.error(
-                    mark,
-                    f'{where}: rate_limit count must be a positive integer, got "{count_text}"',
-                    "use a positive integer, e.g. 5/hour",
-                )
-                count = None
-            window = _window_from_text(window_text.strip(), calendar=False)
-            if window is None:
-                self.error(
-                    mark,
-                    f'{where}: rate_limit window must be "minute", "hour", or '
-                    f'"day", got "{window_text}"',
-                    "or a duration: 90s, 15m, 1h, 1d",
-                )
-                return None
-            if count is None:
-                return None
-            default_scope = Scope.GLOBAL
-            options: YMap | None = None
-        elif isinstance(value, YMap):
-            self.unknown_keys(value, _RATE_KEYS, "rate_limit")
-            count = value.get("max")
-            if type(count) is not int or count <= 0:
-                self.error(
-                    value.at("max"),
-                    f"{where}: rate_limit max must be a positive integer, got {_text(count)}",
-                    "e.g. rate_limit: {max: 10, window: 60}",
-                )
-                count = None
-            window = self._window_value(value, "window", where, calendar_names=False)
-            if count is None or window is None:
-                return None
-            default_scope = Scope.SESSION
-            options = value
-        else:
-            self.error(
-                mark,
-                f"{where}: rate_limit must be N/window or {{max: N, window: S}}",
-                "e.g. rate_limit: 5/hour, or rate_limit: {max: 10, window: 60}",
-            )
-            return None
-        scope, per, per_path = self._scope_and_per(raw, options, where, default_scope)
-        return Counter(
-            owner=owner,
-            name=f"_rate_{window.label}",
-            window=window,
-            scope=scope,
-            per=per,
-            per_path=per_path,
-            is_rate_limit=True,
-            increment=1,
-            increment_from=None,
-            increment_from_path=None,
-            limits=((Op.LTE, count),),
-            max_calls=count,
-        )
-
-    def _state_block(self, raw: YMap, owner: str, where: str) -> Counter | None:
-        block = raw["state"]
-        if not isinstance(block, YMap):
-            self.error(
-                raw.at("state"),
-                f"{where}: state must be a mapping",
-                "state: {counter: name, window: day}",
-            )
-            return None
-        self.unknown_keys(block, _STATE_KEYS, "a state block")
-        ok = True
-        counter = block.get("counter")
-        if not isinstance(counter, str) or not counter.strip():
-            self.error(
-                block.at("counter"),
-                f"{where}.state: counter must not be empty",
-                "name the counter; conditions read it as state.<tool>.<counter>",
-            )
-            ok = False
-        window = self._window_value(block, "window", f"{where}.state", calendar_names=True)
-        increment: float = 1
-        if "increment" in block:
-            raw_increment = block["increment"]
-            if not is_number(raw_increment) or raw_increment <= 0:
-                self.error(
-                    block.at("increment"),
-                    f"{where}.state: increment must be a "
-                    f"positive number, got {_text(raw_increment)}",
-                )
-                ok = False
-            else:
-                increment = raw_increment
-        increment_from = block.get("increment_from")
-        steps: tuple[str, ...] | None = None
-        if increment_from is not None:
-            if "increment" in block:
-                self.error(
-                    block.key_at("increment_from"),
-                    f"{where}.state: use either increment or increment_from, not both",
-                )
-                ok = False
-            if not isinstance(increment_from, str) or not increment_from.startswith("args."):
-                self.error(
-                    block.at("increment_from"),
-                    f"{where}.state: increment_from must "
-                    f'start with "args.", got "{_text(increment_from)}"',
-                    "use a path like args.amount",
-                )
-                ok = False
-            else:
-                steps = tuple(increment_from[5:].split("."))
-        scope, per, per_path = self._scope_and_per(raw, block, f"{where}.state", Scope.GLOBAL)
-        if not ok or window is None:
-            return None
-        assert isinstance(counter, str)
-        return Counter(
-            owner=owner,
-            name=counter,
-            window=window,
-            scope=scope,
-            per=per,
-            per_path=per_path,
-            is_rate_limit=False,
-            increment=increment,
-            increment_from=steps,
-            increment_from_path=increment_from if steps else None,
-            limits=(),
-        )
-
-    def _window_value(
-        self, block: YMap, key: str, where: str, calendar_names: bool
-    ) -> Window | None:
-        value = block.get(key)
-        window: Window | None = None
-        if is_number(value) and value > 0:
-            window = Window(float(value), False, f"{_number_text(value)}s")
-        elif isinstance(value, str):
-            window = _window_from_text(value, calendar=calendar_names)
-        if window is None:
-            names = '"minute", "hour", or "day"'
-            self.error(
-                block.at(key),
-                f'{where}: window must be {names}, got "{_text(value)}"',
-                "or a number of seconds, or a duration like 90s, 15m, 1h, 1d",
-            )
-        return window
-
-    def _scope_and_per(
-        self, rule: YMap, block: YMap | None, where: str, default: Scope
-    ) -> tuple[Scope, tuple[str, ...] | None, str | None]:
-        scope = default
-        per: tuple[str, ...] | None = None
-        per_path: str | None = None
-        for key in ("scope", "per"):
-            if key in rule and block is not None and key in block:
-                self.error(
-                    rule.key_at(key), f"{where}: {key} is given twice", f"keep {key} in one place"
-                )
-        sources = [m for m in (block, rule) if m is not None]
-        for source in sources:
-            if "scope" in source:
-                value = source["scope"]
-                if value not in ("session", "global"):
-                    self.error(
-                        source.at("scope"),
-                        f'{where}: scope must be "session" or "global", got "{_text(value)}"',
-                        "session: each agent session counts alone; global: shared",
-                    )
-                else:
-                    scope = Scope(value)
-            if "per" in source:
-                value = source["per"]
-                if (
-                    not isinstance(value, str)
-                    or not value.startswith("args.")
-                    or not all(value[5:].split("."))
-                ):
-                    self.error(
-                        source.at("per"),
-                        f"{where}: per must be an argument path "
-                        f'like args.namespace, got "{_text(value)}"',
-                    )
-                else:
-                    per = tuple(value[5:].split("."))
-                    per_path = value
-        return scope, per, per_path
 
     def _counters(self, drafts: list[_RuleDraft]) -> dict[tuple[str, str], Counter]:
         counters: dict[tuple[str, str], Counter] = {}
@@ -818,7 +468,7 @@ class _Compiler:
             state_refs: list[tuple[Condition, tuple[str, str]]] = []
             for index, (raw, mark) in enumerate(draft.conditions):
                 at = f"{where}.conditions[{index}]"
-                condition = self._condition(raw, mark, at)
+                condition = read_condition(self, raw, mark, at)
                 if condition is None:
                     continue
                 if condition.path.startswith("args."):
@@ -907,50 +557,10 @@ def _glob(name: str) -> re.Pattern[str]:
     return re.compile(fnmatch.translate(name))
 
 
-def _window_from_text(text: str, calendar: bool) -> Window | None:
-    if text in _CALENDAR:
-        return Window(float(_CALENDAR[text]), calendar, text)
-    match = _DURATION.fullmatch(text)
-    if match is None:
-        return None
-    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds <= 0:
-        return None
-    return Window(float(seconds), False, f"{seconds}s")
-
-
-def _number_text(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (YMap, YList)):
-        return "a " + _kind(value)
-    return str(value)
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "mapping"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, bool):
-        return "boolean"
-    if value is None:
-        return "nothing"
-    if isinstance(value, (int, float)):
-        return "number"
-    return "string"
-
-
 def _derived_name(raw: YMap, action: str, key: str, index: int) -> str:
     rate = raw.get("rate_limit")
     if isinstance(rate, YMap):
-        detail = f"rate_limit {rate.get('max')}/{_text(rate.get('window'))}"
+        detail = f"rate_limit {rate.get('max')}/{shown(rate.get('window'))}"
     elif isinstance(rate, str):
         detail = f"rate_limit {rate}"
     else:
