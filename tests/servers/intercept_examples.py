@@ -4,21 +4,11 @@ is declined (an isError result), as a card would be."""
 
 from __future__ import annotations
 
-import json
-import os
-from typing import Any
-
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from recording import record
 
 server = MCPServer("intercept-examples")
-RECORD = os.environ.get("MCPWALL_TEST_RECORD")
-
-
-def record(tool: str, arguments: dict[str, Any]) -> None:
-    if RECORD:
-        with open(RECORD, "a", encoding="utf-8") as out:
-            out.write(json.dumps({"tool": tool, "arguments": arguments}) + "\n")
 
 
 @server.tool()

@@ -5,21 +5,11 @@ reached the server and what did not."""
 
 from __future__ import annotations
 
-import json
-import os
-from typing import Any
-
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from recording import record
 
 server = MCPServer("k8s-like")
-RECORD = os.environ.get("MCPWALL_TEST_RECORD")
-
-
-def record(tool: str, arguments: dict[str, Any]) -> None:
-    if RECORD:
-        with open(RECORD, "a", encoding="utf-8") as out:
-            out.write(json.dumps({"tool": tool, "arguments": arguments}) + "\n")
 
 
 @server.tool(annotations={"readOnlyHint": True})
