@@ -54,10 +54,11 @@ def _finite_float(text: str) -> float:
     return value
 
 
-_DECODER = json.JSONDecoder(
+_SCAN = json.JSONDecoder(
     object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite_float
-)
+).scan_once
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_TRAILING = re.compile(r"[ \t\n\r]*")
 
 
 def decode_strict(raw: bytes) -> Any:
@@ -66,7 +67,7 @@ def decode_strict(raw: bytes) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Malformed(f"invalid UTF-8 at byte {exc.start}") from None
-    if _SURROGATE_ESCAPE.search(raw):
+    if b"\\u" in raw and _SURROGATE_ESCAPE.search(raw):
         # Escaped surrogates are fine in pairs; a lone one is read differently by
         # different parsers. orjson refuses lone ones, so let it rule on this line.
         try:
@@ -74,13 +75,19 @@ def decode_strict(raw: bytes) -> Any:
         except orjson.JSONDecodeError as exc:
             raise Malformed(str(exc).split(":", 1)[0]) from None
     try:
-        return _DECODER.decode(text)
+        # The C scanner straight away: json.loads() adds two Python calls per message.
+        value, end = _SCAN(text, _TRAILING.match(text).end())  # type: ignore[union-attr]
     except Malformed:
         raise
+    except StopIteration as exc:
+        raise Malformed(f"expected a JSON value at character {exc.value}") from None
     except json.JSONDecodeError as exc:
         raise Malformed(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except (RecursionError, ValueError) as exc:
         raise Malformed(f"unreadable JSON: {str(exc)[:80]}") from None
+    if _TRAILING.match(text, end).end() != len(text):  # type: ignore[union-attr]
+        raise Malformed(f"extra data after the JSON value at character {end}")
+    return value
 
 
 def decode_server(raw: bytes) -> Any:

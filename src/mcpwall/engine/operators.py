@@ -214,15 +214,35 @@ def _make_ordering(op: Op) -> Callable[[Any], Callable[[Any], Verdict]]:
 
 
 def _make_regex(pattern: str) -> Callable[[Any], Verdict]:
-    compiled = compile_regex(pattern)
-    search = compiled.search
+    search = _searcher(compile_regex(pattern))
 
     def test(actual: Any) -> Verdict:
         if type(actual) is not str:
             return None
-        return search(actual) is not None
+        return search(actual)
 
     return test
+
+
+def _searcher(compiled: Any) -> Callable[[str], bool | None]:
+    """Whether the pattern occurs in a string. google-re2's ``search`` builds a match
+    object and maps every offset back to characters, five times the cost of the search
+    itself; where its binding is reachable, ask it directly for a yes or no."""
+    binding = getattr(compiled, "_regexp", None)
+    unanchored = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+    if binding is None or unanchored is None:
+        return lambda text: compiled.search(text) is not None
+    match = binding.Match
+    no_match = (-1, -1)
+
+    def search(text: str) -> bool | None:
+        try:
+            data = text.encode()
+        except UnicodeEncodeError:  # a lone surrogate: no parser agrees on it
+            return None
+        return match(unanchored, data, 0, len(data))[0] != no_match
+
+    return search
 
 
 def _make_contains(expected: Any) -> Callable[[Any], Verdict]:

@@ -27,8 +27,16 @@ DecisionHook = Callable[[str, Decision, dict[str, Any]], None]
 _FORWARD = object()
 _DROP = object()
 
+# What a pending request is remembered by: its Decision for a tools/call, else these.
+_LIST = "tools/list"
+_INITIALIZE = "initialize"
+_OTHER = "request"
+
 # Protocol versions in which a JSON-RPC batch is a valid message.
 _BATCH_VERSIONS = frozenset({"2025-03-26"})
+
+# Below this size a message is checked for being blank by stripping a copy of it.
+_SMALL = 64
 
 
 class _Batch:
@@ -41,16 +49,6 @@ class _Batch:
     def __init__(self, held: list[dict[str, Any]]) -> None:
         self.held = held
         self.waiting: set[Any] = set()
-
-
-class _Pending:
-    __slots__ = ("batch", "cancelled", "decision", "method")
-
-    def __init__(self, method: str, decision: Decision | None = None) -> None:
-        self.method = method
-        self.decision = decision
-        self.cancelled = False
-        self.batch: _Batch | None = None
 
 
 class Session:
@@ -71,7 +69,11 @@ class Session:
         self._to_server = to_server
         self._to_client = to_client
         self._on_decision = on_decision
-        self._pending: dict[Any, _Pending] = {}
+        # request id -> the Decision of a tools/call, or _LIST, _INITIALIZE, _OTHER
+        self._pending: dict[Any, Decision | str] = {}
+        self._batches: dict[Any, _Batch] = {}
+        self._cancelled: set[Any] = set()
+        self._debug = log.isEnabledFor(logging.DEBUG)
         self.protocol_version: str | None = None
 
     @property
@@ -81,7 +83,7 @@ class Session:
     # -- client to server -------------------------------------------------------------
 
     def from_client(self, line: bytes) -> None:
-        if not line.strip():
+        if len(line) < _SMALL and not line.strip():
             return
         try:
             message = jsonrpc.decode_strict(line)
@@ -116,19 +118,27 @@ class Session:
         if has_id and request_id in self._pending:
             return _invalid(request_id, f"request id {request_id!r} is already in use")
 
-        pending: _Pending | None = None
+        pending: Decision | str = _OTHER
         if method == "tools/call":
             verdict = self._judge(message, has_id)
-            if type(verdict) is not _Pending:
+            if type(verdict) is not Decision:
                 return verdict
             pending = verdict
+        elif method == "tools/list":
+            pending = _LIST
+        elif method == "initialize":
+            pending = _INITIALIZE
         elif method == "notifications/cancelled":
-            self._note_cancel(message)
+            params = message.get("params")
+            if type(params) is dict and params.get("requestId") in self._pending:
+                # The server may have acted already: its counters are kept, not refunded.
+                self._cancelled.add(params["requestId"])
         if has_id:
-            self._pending[request_id] = pending or _Pending(method)
+            self._pending[request_id] = pending
         return _FORWARD
 
     def _judge(self, message: dict[str, Any], has_id: bool) -> Any:
+        """The Decision for an allowed call; the answer (or _DROP) for any other."""
         request_id = message.get("id")
         params = message.get("params")
         if type(params) is not dict:
@@ -152,17 +162,9 @@ class Session:
             log.warning(
                 'monitor: would deny %s (rule "%s"): %s', name, decision.rule, decision.reason
             )
-        else:
+        elif self._debug:
             log.debug("allowed %s", name)
-        return _Pending("tools/call", decision)
-
-    def _note_cancel(self, message: dict[str, Any]) -> None:
-        params = message.get("params")
-        if type(params) is dict:
-            pending = self._pending.get(params.get("requestId"))
-            if pending is not None:
-                # The server may have acted already: its counters are kept, not refunded.
-                pending.cancelled = True
+        return decision
 
     def _client_batch(self, items: list[Any], line: bytes) -> None:
         if not items:
@@ -191,7 +193,7 @@ class Session:
         for item in forwarded:
             if _is_request(item):
                 batch.waiting.add(item["id"])
-                self._pending[item["id"]].batch = batch
+                self._batches[item["id"]] = batch
         if forwarded:
             # Forward exactly what was judged: the whole line if nothing was taken out.
             self._to_server(line if not held else jsonrpc.dumps(forwarded))
@@ -202,7 +204,7 @@ class Session:
     # -- server to client -------------------------------------------------------------
 
     def from_server(self, line: bytes) -> None:
-        if not line.strip():
+        if len(line) < _SMALL and not line.strip():
             return
         try:
             message = jsonrpc.decode_server(line)
@@ -226,24 +228,26 @@ class Session:
     def _server_response(self, message: dict[str, Any]) -> tuple[Any, _Batch | None]:
         """Settle the request this answers; the rewritten message, or None to keep it."""
         request_id = message.get("id")
-        pending = self._pending.pop(request_id, None) if _hashable(request_id) else None
+        if type(request_id) not in (int, str):
+            return None, None
+        pending = self._pending.pop(request_id, None)
         if pending is None:
             return None, None
-        batch = pending.batch
-        if batch is not None:
-            batch.waiting.discard(request_id)
-        method = pending.method
-        if method == "tools/call":
-            if pending.decision is not None and pending.decision.tokens:
+        batch = None
+        if self._batches:
+            batch = self._batches.pop(request_id, None)
+            if batch is not None:
+                batch.waiting.discard(request_id)
+        if self._cancelled:
+            self._cancelled.discard(request_id)
+        if type(pending) is Decision:
+            if pending.tokens:
                 result = message.get("result")
-                failed = "error" in message or (
-                    type(result) is dict and result.get("isError") is True
-                )
-                if failed:
-                    self._gate.settle(pending.decision, failed=True)
-        elif method == "tools/list":
+                if "error" in message or (type(result) is dict and result.get("isError") is True):
+                    self._gate.settle(pending, failed=True)
+        elif pending is _LIST:
             return self._filter_tools(message), batch
-        elif method == "initialize":
+        elif pending is _INITIALIZE:
             result = message.get("result")
             if type(result) is dict and type(result.get("protocolVersion")) is str:
                 self.protocol_version = result["protocolVersion"]
@@ -293,8 +297,8 @@ class Session:
         waiting = list(self._pending.items())
         self._pending.clear()
         for request_id, pending in waiting:
-            if pending.decision is not None and not pending.cancelled:
-                self._gate.settle(pending.decision, failed=True)
+            if type(pending) is Decision and request_id not in self._cancelled:
+                self._gate.settle(pending, failed=True)
             self._reply(
                 jsonrpc.error(
                     request_id,
@@ -302,16 +306,19 @@ class Session:
                     f"[mcpwall] the MCP server {what} before answering this request",
                 )
             )
-            if pending.batch is not None and pending.batch.held:
-                self._to_client(jsonrpc.dumps(pending.batch.held))
-                pending.batch.held = []
+            batch = self._batches.pop(request_id, None)
+            if batch is not None and batch.held:
+                self._to_client(jsonrpc.dumps(batch.held))
+                batch.held = []
         return len(waiting)
 
     def refuse_oversize(self, limit: int) -> None:
         """A message from the client was larger than ``limit`` and was discarded."""
         self._reply(
             jsonrpc.error(
-                None, jsonrpc.INVALID_REQUEST, f"Invalid request: message larger than {limit} bytes"
+                None,
+                jsonrpc.INVALID_REQUEST,
+                f"Invalid request: message larger than {limit} bytes",
             )
         )
 
@@ -330,7 +337,3 @@ def _bad_params(request_id: Any, has_id: bool, why: str) -> Any:
 
 def _is_request(item: Any) -> bool:
     return type(item) is dict and "method" in item and "id" in item
-
-
-def _hashable(value: Any) -> bool:
-    return type(value) in (int, str)

@@ -112,6 +112,9 @@ class StdioProxy:
         self._terminated_by_us = False
         self._signals_seen: dict[int, int] = {}
         self._timers: list[asyncio.TimerHandle] = []
+        self._holding = False
+        self._to_server_held: list[bytes] = []
+        self._to_client_held: list[bytes] = []
         self.session: Session | None = None
 
     async def run(self) -> int:
@@ -162,15 +165,40 @@ class StdioProxy:
                 os.set_blocking(1, blocking[1])
 
     # -- sending ----------------------------------------------------------------------
+    #
+    # While one read is being handled, what it produces for each side is held and then
+    # written in one call: a burst of pipelined messages costs one write, not one each.
+
+    def hold(self) -> None:
+        self._holding = True
+
+    def flush(self) -> None:
+        self._holding = False
+        if self._to_server_held:
+            held = self._to_server_held
+            self._to_server_held = []
+            self._write_server(held[0] if len(held) == 1 else b"".join(held))
+        if self._to_client_held:
+            held = self._to_client_held
+            self._to_client_held = []
+            self._client_out.write(held[0] if len(held) == 1 else b"".join(held))
 
     def _send_server(self, data: bytes) -> None:
+        if self._holding:
+            self._to_server_held.append(_line(data))
+        else:
+            self._write_server(_line(data))
+
+    def _write_server(self, data: bytes) -> None:
         server_in = self._server_in
-        if server_in is None or server_in.is_closing():
-            return
-        server_in.write(_line(data))
+        if server_in is not None and not server_in.is_closing():
+            server_in.write(data)
 
     def _send_client(self, data: bytes) -> None:
-        self._client_out.write(_line(data))
+        if self._holding:
+            self._to_client_held.append(_line(data))
+        else:
+            self._client_out.write(_line(data))
 
     def pause_client(self) -> None:
         self._client_in.pause_reading()
@@ -309,7 +337,11 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if fd == 1:
-            self._lines.feed(data)
+            self._proxy.hold()
+            try:
+                self._lines.feed(data)
+            finally:
+                self._proxy.flush()
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         if fd == 1:
@@ -331,7 +363,11 @@ class _ClientReader(asyncio.Protocol):
         self._lines = lines
 
     def data_received(self, data: bytes) -> None:
-        self._lines.feed(data)
+        self._proxy.hold()
+        try:
+            self._lines.feed(data)
+        finally:
+            self._proxy.flush()
 
     def eof_received(self) -> bool:
         self._end()

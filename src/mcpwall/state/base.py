@@ -9,7 +9,7 @@ never both take the last slot of a limit.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,7 +39,7 @@ class Token:
     key: str
     window: Window
     amount: float
-    ident: float  # the event's id (sliding) or the window's start (calendar)
+    ident: Any  # which event (sliding) or which window's start (calendar)
     refundable: bool
 
 
@@ -87,17 +87,24 @@ def holds(op: Op, value: float, bound: Any) -> bool:
 def fails(check: Check, value: float) -> bool:
     """Whether the check fails when the counter stands at ``value`` before this call."""
     total = value + check.amount
-    return not all(holds(op, total, bound) for op, bound in check.limits)
+    for op, bound in check.limits:
+        if op is Op.LTE:  # rate limits and most caps: the one case worth a fast path
+            if total > bound:
+                return True
+        elif not holds(op, total, bound):
+            return True
+    return False
 
 
 def sliding_retry_after(
-    check: Check, events: Sequence[tuple[float, float]], now: float
+    check: Check, total: float, events: Iterable[tuple[float, float]], now: float
 ) -> float | None:
     """When enough of the window's events (oldest first: (time, amount)) will have left
-    it for the check to pass; None if waiting alone will never make it pass."""
+    it for the check to pass; None if waiting alone will never make it pass. Reads only
+    as many events as it needs."""
     if any(op not in (Op.LT, Op.LTE) for op, _ in check.limits):
         return None
-    remaining = sum(amount for _, amount in events)
+    remaining = total
     for stamp, amount in events:
         remaining -= amount
         if not fails(check, remaining):

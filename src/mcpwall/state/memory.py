@@ -21,19 +21,23 @@ _SWEEP_EVERY = 60.0
 
 
 class _Events:
-    """One sliding counter: its events (time, amount, id), oldest first."""
+    """One sliding counter: its events (time, amount, id), oldest first, and their sum."""
 
-    __slots__ = ("items", "seconds")
+    __slots__ = ("items", "seconds", "total")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.items: deque[tuple[float, float, int]] = deque()
+        self.total = 0.0
 
-    def prune(self, now: float) -> None:
+    def value(self, now: float) -> float:
         horizon = now - self.seconds
         items = self.items
         while items and items[0][0] <= horizon:
-            items.popleft()
+            self.total -= items.popleft()[1]
+        if not items:
+            self.total = 0.0  # no rounding drift survives an empty window
+        return self.total
 
 
 class MemoryStore:
@@ -56,8 +60,8 @@ class MemoryStore:
                     retry = calendar_retry_after(check, start, now)
                 else:
                     events = self._events.get(check.key)
-                    stamps = [(t, a) for t, a, _ in events.items] if events else []
-                    retry = sliding_retry_after(check, stamps, now)
+                    stamps = ((t, a) for t, a, _ in events.items) if events else ()
+                    retry = sliding_retry_after(check, value, stamps, now)
                 return Refused(check.rule, value, retry)
         if not commit:
             return ()
@@ -76,6 +80,7 @@ class MemoryStore:
         if events is None:
             events = self._events[check.key] = _Events(check.window.seconds)
         events.items.append((now, check.amount, ident))
+        events.total += check.amount
         return Token(check.key, check.window, check.amount, ident, check.refundable)
 
     def release(self, tokens: Sequence[Token]) -> None:
@@ -90,6 +95,7 @@ class MemoryStore:
                 for event in events.items:
                     if event[2] == token.ident:
                         events.items.remove(event)
+                        events.total -= event[1]
                         break
 
     def read(self, key: str, window: Window, now: float) -> float:
@@ -99,17 +105,13 @@ class MemoryStore:
                 return 0
             return slot[1]
         events = self._events.get(key)
-        if events is None:
-            return 0
-        events.prune(now)
-        return sum(event[1] for event in events.items)
+        return 0 if events is None else events.value(now)
 
     def _sweep(self, now: float) -> None:
         """Forget counters that have run out: those of ended sessions, of old values."""
         self._next_sweep = now + _SWEEP_EVERY
         for key, events in list(self._events.items()):
-            events.prune(now)
-            if not events.items:
+            if not events.value(now):
                 del self._events[key]
         for key, slot in list(self._calendar.items()):
             if slot[2] <= now:

@@ -6,13 +6,20 @@ write lock before reading: two processes can never both read "9 of 10" and both 
 the last slot. WAL mode lets readers go on meanwhile, and the busy timeout makes a
 process wait its turn instead of failing. ``synchronous=NORMAL`` commits without an
 fsync: a counter survives the process being killed, not the host losing power.
+
+Every counter keeps its running value in ``totals``, so that a check costs the same
+whatever the limit: a sliding window also keeps one row per event in ``events``, and
+an event that ages out of the window is deleted and taken off the total then.
 """
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
+from itertools import count
 from pathlib import Path
 
 from mcpwall.policy.model import Window
@@ -32,21 +39,18 @@ _PRUNE_EVERY = 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    id      INTEGER PRIMARY KEY,
     key     TEXT NOT NULL,
     ts      REAL NOT NULL,
+    seq     INTEGER NOT NULL,  -- tells apart events of one key at the same instant
     amount  NOT NULL,
-    expires REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_key ON events (key, ts);
-CREATE INDEX IF NOT EXISTS events_by_expiry ON events (expires);
-CREATE TABLE IF NOT EXISTS counters (
+    PRIMARY KEY (key, ts, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS totals (
     key     TEXT PRIMARY KEY,
-    start   REAL NOT NULL,
+    start   REAL NOT NULL,  -- calendar: the window's start; sliding: the oldest event
     value   NOT NULL,
     expires REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS counters_by_expiry ON counters (expires);
+) WITHOUT ROWID;
 """
 
 
@@ -57,10 +61,8 @@ class SQLiteStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             # Autocommit mode: this class opens every transaction itself, IMMEDIATE.
             self._db = sqlite3.connect(
-                self.path,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-                isolation_level=None,
-                check_same_thread=False,
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                check_same_thread=False, cached_statements=64,
             )
             self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -68,23 +70,26 @@ class SQLiteStore:
             self._db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open the SQLite state file {self.path}: {exc}") from exc
+        self._sql = self._db.cursor()
         self._next_prune = 0.0
+        # Unique per event among every process sharing the file, without a round trip.
+        self._seq = count(random.getrandbits(62))
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
         """One IMMEDIATE transaction: committed on return, rolled back on an error."""
-        db = self._db
+        sql = self._sql
         try:
-            db.execute("BEGIN IMMEDIATE")
+            sql.execute("BEGIN IMMEDIATE")
             try:
-                yield db
+                yield sql
             except BaseException:
-                db.execute("ROLLBACK")
+                sql.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
+            sql.execute("COMMIT")
         except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                sql.execute("ROLLBACK")
             raise StoreUnavailable(f"SQLite state file {self.path}: {exc}") from exc
 
     def reserve(
@@ -93,78 +98,137 @@ class SQLiteStore:
         with self._transaction():
             if now >= self._next_prune:
                 self._prune(now)
+            rows = self._totals({check.key for check in checks})
+            values: dict[str, float] = {}
             for check in checks:
-                value = self._value(check.key, check.window, now)
+                value = values.get(check.key)
+                if value is None:
+                    value = values[check.key] = self._current(check, rows, now)
                 if fails(check, value):
-                    return Refused(check.rule, value, self._retry_after(check, now))
+                    return Refused(check.rule, value, self._retry_after(check, value, now))
             if not commit:
                 return ()
-            return tuple(self._add(check, now) for check in checks if check.reserve)
+            return self._add(checks, rows, values, now)
 
-    def _value(self, key: str, window: Window, now: float) -> float:
-        if window.calendar:
-            row = self._db.execute(
-                "SELECT value FROM counters WHERE key = ? AND start = ?",
-                (key, window_start(window, now)),
-            ).fetchone()
-        else:
-            row = self._db.execute(
-                "SELECT SUM(amount) FROM events WHERE key = ? AND ts > ?",
-                (key, now - window.seconds),
-            ).fetchone()
-        return (row[0] or 0) if row else 0
+    def _totals(self, keys: set[str]) -> dict[str, list[float]]:
+        """The stored [start, value] of each key, read in one statement."""
+        found = self._sql.execute(_select_totals(len(keys)), tuple(keys))
+        return {key: [start, value] for key, start, value in found}
 
-    def _retry_after(self, check: Check, now: float) -> float | None:
+    def _current(self, check: Check, rows: dict[str, list[float]], now: float) -> float:
+        row = rows.get(check.key)
+        if row is None:
+            return 0
+        start, value = row
+        if check.window.calendar:
+            return value if start == window_start(check.window, now) else 0
+        horizon = now - check.window.seconds
+        if start > horizon:
+            return value
+        # Events have left the window: take them off the total, note the new oldest.
+        gone = self._sql.execute(
+            "DELETE FROM events WHERE key = ? AND ts <= ? RETURNING amount", (check.key, horizon)
+        ).fetchall()
+        value = max(0, value - sum(amount for (amount,) in gone))
+        oldest = self._sql.execute(
+            "SELECT MIN(ts) FROM events WHERE key = ?", (check.key,)
+        ).fetchone()[0]
+        row[:] = [oldest if oldest is not None else now, value]
+        if not gone:
+            return value
+        self._sql.execute(
+            "UPDATE totals SET start = ?, value = ? WHERE key = ?", (row[0], value, check.key)
+        )
+        return value
+
+    def _retry_after(self, check: Check, value: float, now: float) -> float | None:
         if check.window.calendar:
             return calendar_retry_after(check, window_start(check.window, now), now)
+        # Oldest first, read only as far as needed: enough events to leave the window.
         events = self._db.execute(
-            "SELECT ts, amount FROM events WHERE key = ? AND ts > ? ORDER BY ts",
-            (check.key, now - check.window.seconds),
-        ).fetchall()
-        return sliding_retry_after(check, events, now)
+            "SELECT ts, amount FROM events WHERE key = ? ORDER BY ts", (check.key,)
+        )
+        try:
+            return sliding_retry_after(check, value, events, now)
+        finally:
+            events.close()
 
-    def _add(self, check: Check, now: float) -> Token:
-        if check.window.calendar:
-            start = window_start(check.window, now)
-            self._db.execute(
-                "INSERT INTO counters (key, start, value, expires) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET "
-                "value = CASE WHEN start = excluded.start THEN value + excluded.value "
-                "ELSE excluded.value END, start = excluded.start, expires = excluded.expires",
-                (check.key, start, check.amount, start + check.window.seconds),
+    def _add(
+        self, checks: Sequence[Check], rows: dict[str, list[float]],
+        values: dict[str, float], now: float,
+    ) -> tuple[Token, ...]:
+        """Record every reserving check: one row per sliding event, and every new total
+        written in one statement (the lock is held, so the values read are current)."""
+        tokens: list[Token] = []
+        totals: dict[str, tuple[str, float, float, float]] = {}
+        for check in checks:
+            if not check.reserve:
+                continue
+            key = check.key
+            value = values[key] = values[key] + check.amount
+            if check.window.calendar:
+                start = window_start(check.window, now)
+                totals[key] = (key, start, value, start + check.window.seconds)
+                tokens.append(Token(key, check.window, check.amount, start, check.refundable))
+                continue
+            ident = (now, next(self._seq))
+            self._sql.execute(
+                "INSERT INTO events (key, ts, seq, amount) VALUES (?, ?, ?, ?)",
+                (key, now, ident[1], check.amount),
             )
-            return Token(check.key, check.window, check.amount, start, check.refundable)
-        cursor = self._db.execute(
-            "INSERT INTO events (key, ts, amount, expires) VALUES (?, ?, ?, ?)",
-            (check.key, now, check.amount, now + check.window.seconds),
-        )
-        return Token(
-            check.key, check.window, check.amount, float(cursor.lastrowid or 0), check.refundable
-        )
+            oldest = rows[key][0] if key in rows else now
+            totals[key] = (key, oldest, value, now + check.window.seconds)
+            tokens.append(Token(key, check.window, check.amount, ident, check.refundable))
+        if totals:
+            flat = tuple(item for row in totals.values() for item in row)
+            self._sql.execute(_replace_totals(len(totals)), flat)
+        return tuple(tokens)
 
     def _prune(self, now: float) -> None:
+        """Forget counters that have run out: those of ended sessions, of old values."""
         self._next_prune = now + _PRUNE_EVERY
-        self._db.execute("DELETE FROM events WHERE expires <= ?", (now,))
-        self._db.execute("DELETE FROM counters WHERE expires <= ?", (now,))
+        expired = self._sql.execute(
+            "DELETE FROM totals WHERE expires <= ? RETURNING key", (now,)
+        ).fetchall()
+        self._sql.executemany("DELETE FROM events WHERE key = ?", expired)
 
     def release(self, tokens: Sequence[Token]) -> None:
         if not tokens:
             return
-        with self._transaction() as db:
+        with self._transaction() as sql:
             for token in tokens:
                 if token.window.calendar:
-                    db.execute(
-                        "UPDATE counters SET value = MAX(value - ?, 0) WHERE key = ? AND start = ?",
+                    sql.execute(
+                        "UPDATE totals SET value = MAX(value - ?, 0) WHERE key = ? AND start = ?",
                         (token.amount, token.key, token.ident),
                     )
-                else:
-                    db.execute("DELETE FROM events WHERE id = ?", (int(token.ident),))
+                    continue
+                stamp, seq = token.ident  # type: ignore[misc]
+                gone = sql.execute(
+                    "DELETE FROM events WHERE key = ? AND ts = ? AND seq = ? RETURNING amount",
+                    (token.key, stamp, seq),
+                ).fetchone()
+                if gone is not None:
+                    sql.execute(
+                        "UPDATE totals SET value = MAX(value - ?, 0) WHERE key = ?",
+                        (gone[0], token.key),
+                    )
 
     def read(self, key: str, window: Window, now: float) -> float:
-        try:
-            return self._value(key, window, now)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite state file {self.path}: {exc}") from exc
+        probe = Check(0, key, window, 0, (), False)
+        with self._transaction():
+            return self._current(probe, self._totals({key}), now)
 
     def close(self) -> None:
         self._db.close()
+
+
+@lru_cache(maxsize=16)
+def _select_totals(count: int) -> str:
+    return f"SELECT key, start, value FROM totals WHERE key IN ({','.join('?' * count)})"
+
+
+@lru_cache(maxsize=16)
+def _replace_totals(count: int) -> str:
+    rows = ",".join(["(?, ?, ?, ?)"] * count)
+    return f"REPLACE INTO totals (key, start, value, expires) VALUES {rows}"

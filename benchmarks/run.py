@@ -1,0 +1,333 @@
+"""What mcpwall adds to a call, measured: the same workloads sent to a minimal MCP server
+directly, through mcpwall with an allow-all policy, and through mcpwall with a realistic
+policy (50 tools, argument conditions, a rate limit and a spend counter in SQLite).
+
+The client writes JSON-RPC lines itself and times each round trip: an SDK client's own
+cost would hide the proxy's. Every figure is printed as direct, through mcpwall, the
+difference and the ratio, and written as JSON.
+
+    .venv/bin/python benchmarks/run.py            # the full run (about two minutes)
+    .venv/bin/python benchmarks/run.py --quick    # a smoke run (seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import policies  # noqa: E402
+
+SERVER = [sys.executable, str(HERE / "server.py")]
+MCPWALL = [sys.executable, "-m", "mcpwall"]
+
+
+@dataclass
+class Counts:
+    sequential: int = 5000
+    pipelined: int = 20000
+    large_1mb: int = 20
+    large_10mb: int = 5
+    startup: int = 10
+    denied: int = 5000
+    scaling: int = 2000
+
+    @classmethod
+    def quick(cls) -> Counts:
+        return cls(200, 500, 3, 2, 2, 200, 100)
+
+
+@dataclass
+class Setup:
+    name: str
+    policy: str | None  # None: the server alone
+
+    def command(self, scratch: Path) -> list[str]:
+        if self.policy is None:
+            return SERVER
+        path = scratch / f"{self.name}.yaml"
+        path.write_text(self.policy)
+        state = scratch / f"state-{self.name}"
+        return [*MCPWALL, "-c", str(path), "--state-dir", str(state), "--log-level", "error",
+                "--", *SERVER]
+
+
+@dataclass
+class Results:
+    rows: dict[str, dict[str, float]] = field(default_factory=dict)
+    scaling: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def put(self, metric: str, setup: str, value: float) -> None:
+        self.rows.setdefault(metric, {})[setup] = value
+
+
+class Peer:
+    """A spawned process spoken to with raw JSON-RPC lines."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL)
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.stdin = self.process.stdin
+        self.stdout = self.process.stdout
+        self.ids = 0
+
+    def line(self, method: str, params: dict[str, Any] | None = None) -> bytes:
+        self.ids += 1
+        body: dict[str, Any] = {"jsonrpc": "2.0", "id": self.ids, "method": method}
+        if params is not None:
+            body["params"] = params
+        return json.dumps(body, separators=(",", ":")).encode() + b"\n"
+
+    def round_trip(self, line: bytes) -> bytes:
+        self.stdin.write(line)
+        self.stdin.flush()
+        return self.stdout.readline()
+
+    def initialize(self) -> None:
+        self.round_trip(self.line("initialize", {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "bench", "version": "1"}}))
+        self.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+        self.stdin.flush()
+
+    def peak_rss_mb(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        for entry in status.splitlines():
+            if entry.startswith("VmHWM:"):
+                return int(entry.split()[1]) / 1024
+        return float("nan")
+
+    def close(self) -> None:
+        self.stdin.close()
+        self.process.wait(timeout=10)
+        self.stdout.close()
+
+
+@contextmanager
+def peer(command: list[str]) -> Iterator[Peer]:
+    spawned = Peer(command)
+    try:
+        spawned.initialize()
+        yield spawned
+    finally:
+        spawned.close()
+
+
+def call_line(proc: Peer, tool: str, arguments: dict[str, Any]) -> bytes:
+    return proc.line("tools/call", {"name": tool, "arguments": arguments})
+
+
+CHARGE = {"amount": 1, "currency": "usd", "description": "order 1234", "customer": "cus_1"}
+
+
+def sequential(proc: Peer, make: Callable[[], bytes], count: int) -> list[float]:
+    for _ in range(max(50, count // 10)):  # warm up
+        proc.round_trip(make())
+    samples = []
+    clock = time.perf_counter_ns
+    for _ in range(count):
+        line = make()
+        start = clock()
+        proc.round_trip(line)
+        samples.append((clock() - start) / 1000)
+    return samples
+
+
+def pipelined(proc: Peer, make: Callable[[], bytes], count: int) -> float:
+    lines = [make() for _ in range(count)]
+
+    def writer() -> None:
+        for line in lines:
+            proc.stdin.write(line)
+        proc.stdin.flush()
+
+    start = time.perf_counter()
+    thread = threading.Thread(target=writer)
+    thread.start()
+    for _ in range(count):
+        proc.stdout.readline()
+    elapsed = time.perf_counter() - start
+    thread.join()
+    return count / elapsed
+
+
+def large(proc: Peer, size: int, count: int) -> float:
+    data = "x" * size
+    times = []
+    for _ in range(count):
+        line = call_line(proc, "echo", {"data": data})
+        start = time.perf_counter()
+        reply = proc.round_trip(line)
+        times.append(time.perf_counter() - start)
+        assert len(reply) > size, "the large reply was not relayed whole"
+    return statistics.median(times) * 1000
+
+
+def startup(command: list[str], count: int) -> float:
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        proc = Peer(command)
+        proc.round_trip(proc.line("ping"))
+        times.append(time.perf_counter() - start)
+        proc.close()
+    return statistics.median(times) * 1000
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+class Progress:
+    """One line per step on a terminal; silent otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.tty = sys.stderr.isatty()
+
+    def step(self, what: str) -> None:
+        self.done += 1
+        if self.tty:
+            sys.stderr.write(f"\r\033[K[{self.done}/{self.total}] {what}")
+            sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.tty:
+            sys.stderr.write("\r\033[K")
+
+
+def measure(counts: Counts, scratch: Path) -> Results:
+    results = Results()
+    setups = [Setup("direct", None), Setup("allow-all", policies.ALLOW_ALL),
+              Setup("realistic", policies.realistic())]
+    scaling = ([(f"{n} tools", policies.many_tools(n), f"tool_{n - 1}") for n in (10, 100, 1000)]
+               + [(f"{n} rules on one tool", policies.many_rules(n), "tool_0")
+                  for n in (1, 10, 100)]
+               + [(f"{n} hidden globs", policies.many_hidden(n), "tool_0") for n in (1, 10, 100)])
+    progress = Progress(len(setups) * 6 + len(scaling) + 2)
+    for setup in setups:
+        command = setup.command(scratch)
+        tool, arguments = ((policies.REALISTIC_TOOL, CHARGE) if setup.name == "realistic"
+                           else ("echo", CHARGE))
+        with peer(command) as proc:
+            progress.step(f"{setup.name}: sequential calls")
+            samples = sequential(proc, lambda: call_line(proc, tool, arguments),
+                                 counts.sequential)
+            for label, p in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+                results.put(f"call latency {label} (µs)", setup.name, percentile(samples, p))
+            progress.step(f"{setup.name}: pipelined calls")
+            results.put("pipelined calls per second", setup.name,
+                        pipelined(proc, lambda: call_line(proc, tool, arguments),
+                                  counts.pipelined))
+            progress.step(f"{setup.name}: 1 MB")
+            results.put("1 MB argument and result (ms)", setup.name,
+                        large(proc, 1024 * 1024, counts.large_1mb))
+            progress.step(f"{setup.name}: 10 MB")
+            results.put("10 MB argument and result (ms)", setup.name,
+                        large(proc, 10 * 1024 * 1024, counts.large_10mb))
+            progress.step(f"{setup.name}: denied call")
+            if setup.name == "realistic":
+                denied = sequential(proc, lambda: call_line(proc, policies.DENIED_TOOL, {}),
+                                    counts.denied)
+            else:  # the same call, answered by the server
+                denied = sequential(proc, lambda: call_line(proc, "echo", {}), counts.denied)
+            results.put("denied call p50 (µs)", setup.name, percentile(denied, 0.5))
+            results.put("peak RSS (MB)", setup.name, proc.peak_rss_mb())
+        progress.step(f"{setup.name}: startup")
+        results.put("startup to first answer (ms)", setup.name,
+                    startup(command, counts.startup))
+    for label, policy, tool in scaling:
+        progress.step(f"scaling: {label}")
+        with peer(Setup(label.replace(" ", "-"), policy).command(scratch)) as proc:
+            samples = sequential(proc, lambda t=tool: call_line(proc, t, {"n": 1}),
+                                 counts.scaling)
+        results.scaling[label] = {"p50": percentile(samples, 0.5),
+                                  "p99": percentile(samples, 0.99)}
+    progress.step("direct, for the scaling table")
+    with peer(SERVER) as proc:
+        samples = sequential(proc, lambda: call_line(proc, "tool_0", {"n": 1}), counts.scaling)
+    results.scaling["direct"] = {"p50": percentile(samples, 0.5),
+                                 "p99": percentile(samples, 0.99)}
+    progress.end()
+    return results
+
+
+def render(results: Results) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="mcpwall against the server alone (same machine, same workload)")
+    table.add_column("metric")
+    table.add_column("direct", justify="right")
+    for setup in ("allow-all", "realistic"):
+        table.add_column(setup, justify="right")
+        table.add_column("Δ", justify="right")
+        table.add_column("×", justify="right")
+    for metric, values in results.rows.items():
+        direct = values["direct"]
+        cells = [metric, _fmt(direct)]
+        for setup in ("allow-all", "realistic"):
+            value = values[setup]
+            cells += [_fmt(value), _fmt(value - direct, signed=True),
+                      f"{value / direct:.2f}" if direct else "-"]
+        table.add_row(*cells)
+    scaling = Table(title="How the cost grows with the policy (added call latency, µs)")
+    scaling.add_column("policy")
+    scaling.add_column("p50", justify="right")
+    scaling.add_column("added p50", justify="right")
+    scaling.add_column("p99", justify="right")
+    base = results.scaling["direct"]["p50"]
+    for label, values in results.scaling.items():
+        if label != "direct":
+            scaling.add_row(label, _fmt(values["p50"]), _fmt(values["p50"] - base, signed=True),
+                            _fmt(values["p99"]))
+    console = Console(width=140, record=True)
+    console.print(table)
+    console.print(scaling)
+    return console.export_text()
+
+
+def _fmt(value: float, signed: bool = False) -> str:
+    text = f"{value:+,.1f}" if signed else f"{value:,.1f}"
+    return text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    parser.add_argument("--json", metavar="FILE", default=str(HERE / "results" / "latest.json"),
+                        help="where to write the figures (default: benchmarks/results/)")
+    ns = parser.parse_args()
+    counts = Counts.quick() if ns.quick else Counts()
+    with tempfile.TemporaryDirectory(prefix="mcpwall-bench-") as scratch:
+        results = measure(counts, Path(scratch))
+    render(results)
+    out = Path(ns.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"counts": counts.__dict__, "python": sys.version.split()[0],
+                               "cpus": os.cpu_count(), "rows": results.rows,
+                               "scaling": results.scaling}, indent=2))
+    print(f"figures written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
