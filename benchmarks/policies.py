@@ -59,8 +59,12 @@ def many_tools(count: int) -> str:
     """``count`` tools with one condition each; the benchmark calls the last one."""
     lines = ['version: "1"', "tools:"]
     for index in range(count):
-        lines += [f"  tool_{index}:", "    rules:", f"      - name: rule {index}",
-                  "        conditions: [{path: args.n, op: lt, value: 100}]"]
+        lines += [
+            f"  tool_{index}:",
+            "    rules:",
+            f"      - name: rule {index}",
+            "        conditions: [{path: args.n, op: lt, value: 100}]",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -68,8 +72,10 @@ def many_rules(count: int) -> str:
     """One tool with ``count`` passing condition rules."""
     lines = ['version: "1"', "tools:", "  tool_0:", "    rules:"]
     for index in range(count):
-        lines += [f"      - name: rule {index}",
-                  f"        conditions: [{{path: args.n, op: lt, value: {100 + index}}}]"]
+        lines += [
+            f"      - name: rule {index}",
+            f"        conditions: [{{path: args.n, op: lt, value: {100 + index}}}]",
+        ]
     return "\n".join(lines) + "\n"
 
 

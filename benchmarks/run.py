@@ -62,8 +62,17 @@ class Setup:
         path = scratch / f"{self.name}.yaml"
         path.write_text(self.policy)
         state = scratch / f"state-{self.name}"
-        return [*MCPWALL, "-c", str(path), "--state-dir", str(state), "--log-level", "error",
-                "--", *SERVER]
+        return [
+            *MCPWALL,
+            "-c",
+            str(path),
+            "--state-dir",
+            str(state),
+            "--log-level",
+            "error",
+            "--",
+            *SERVER,
+        ]
 
 
 @dataclass
@@ -79,8 +88,9 @@ class Peer:
     """A spawned process spoken to with raw JSON-RPC lines."""
 
     def __init__(self, command: list[str]) -> None:
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
         assert self.process.stdin is not None and self.process.stdout is not None
         self.stdin = self.process.stdin
         self.stdout = self.process.stdout
@@ -99,9 +109,16 @@ class Peer:
         return self.stdout.readline()
 
     def initialize(self) -> None:
-        self.round_trip(self.line("initialize", {
-            "protocolVersion": "2025-11-25", "capabilities": {},
-            "clientInfo": {"name": "bench", "version": "1"}}))
+        self.round_trip(
+            self.line(
+                "initialize",
+                {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "bench", "version": "1"},
+                },
+            )
+        )
         self.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
         self.stdin.flush()
 
@@ -215,56 +232,65 @@ class Progress:
 
 def measure(counts: Counts, scratch: Path) -> Results:
     results = Results()
-    setups = [Setup("direct", None), Setup("allow-all", policies.ALLOW_ALL),
-              Setup("realistic", policies.realistic())]
-    scaling = ([(f"{n} tools", policies.many_tools(n), f"tool_{n - 1}") for n in (10, 100, 1000)]
-               + [(f"{n} rules on one tool", policies.many_rules(n), "tool_0")
-                  for n in (1, 10, 100)]
-               + [(f"{n} hidden globs", policies.many_hidden(n), "tool_0") for n in (1, 10, 100)])
+    setups = [
+        Setup("direct", None),
+        Setup("allow-all", policies.ALLOW_ALL),
+        Setup("realistic", policies.realistic()),
+    ]
+    scaling = (
+        [(f"{n} tools", policies.many_tools(n), f"tool_{n - 1}") for n in (10, 100, 1000)]
+        + [(f"{n} rules on one tool", policies.many_rules(n), "tool_0") for n in (1, 10, 100)]
+        + [(f"{n} hidden globs", policies.many_hidden(n), "tool_0") for n in (1, 10, 100)]
+    )
     progress = Progress(len(setups) * 6 + len(scaling) + 2)
     for setup in setups:
         command = setup.command(scratch)
-        tool, arguments = ((policies.REALISTIC_TOOL, CHARGE) if setup.name == "realistic"
-                           else ("echo", CHARGE))
+        tool, arguments = (
+            (policies.REALISTIC_TOOL, CHARGE) if setup.name == "realistic" else ("echo", CHARGE)
+        )
         with peer(command) as proc:
             progress.step(f"{setup.name}: sequential calls")
-            samples = sequential(proc, lambda: call_line(proc, tool, arguments),
-                                 counts.sequential)
+            samples = sequential(proc, lambda: call_line(proc, tool, arguments), counts.sequential)
             for label, p in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
                 results.put(f"call latency {label} (µs)", setup.name, percentile(samples, p))
             progress.step(f"{setup.name}: pipelined calls")
-            results.put("pipelined calls per second", setup.name,
-                        pipelined(proc, lambda: call_line(proc, tool, arguments),
-                                  counts.pipelined))
+            results.put(
+                "pipelined calls per second",
+                setup.name,
+                pipelined(proc, lambda: call_line(proc, tool, arguments), counts.pipelined),
+            )
             progress.step(f"{setup.name}: 1 MB")
-            results.put("1 MB argument and result (ms)", setup.name,
-                        large(proc, 1024 * 1024, counts.large_1mb))
+            results.put(
+                "1 MB argument and result (ms)",
+                setup.name,
+                large(proc, 1024 * 1024, counts.large_1mb),
+            )
             progress.step(f"{setup.name}: 10 MB")
-            results.put("10 MB argument and result (ms)", setup.name,
-                        large(proc, 10 * 1024 * 1024, counts.large_10mb))
+            results.put(
+                "10 MB argument and result (ms)",
+                setup.name,
+                large(proc, 10 * 1024 * 1024, counts.large_10mb),
+            )
             progress.step(f"{setup.name}: denied call")
             if setup.name == "realistic":
-                denied = sequential(proc, lambda: call_line(proc, policies.DENIED_TOOL, {}),
-                                    counts.denied)
+                denied = sequential(
+                    proc, lambda: call_line(proc, policies.DENIED_TOOL, {}), counts.denied
+                )
             else:  # the same call, answered by the server
                 denied = sequential(proc, lambda: call_line(proc, "echo", {}), counts.denied)
             results.put("denied call p50 (µs)", setup.name, percentile(denied, 0.5))
             results.put("peak RSS (MB)", setup.name, proc.peak_rss_mb())
         progress.step(f"{setup.name}: startup")
-        results.put("startup to first answer (ms)", setup.name,
-                    startup(command, counts.startup))
+        results.put("startup to first answer (ms)", setup.name, startup(command, counts.startup))
     for label, policy, tool in scaling:
         progress.step(f"scaling: {label}")
         with peer(Setup(label.replace(" ", "-"), policy).command(scratch)) as proc:
-            samples = sequential(proc, lambda t=tool: call_line(proc, t, {"n": 1}),
-                                 counts.scaling)
-        results.scaling[label] = {"p50": percentile(samples, 0.5),
-                                  "p99": percentile(samples, 0.99)}
+            samples = sequential(proc, lambda t=tool: call_line(proc, t, {"n": 1}), counts.scaling)
+        results.scaling[label] = {"p50": percentile(samples, 0.5), "p99": percentile(samples, 0.99)}
     progress.step("direct, for the scaling table")
     with peer(SERVER) as proc:
         samples = sequential(proc, lambda: call_line(proc, "tool_0", {"n": 1}), counts.scaling)
-    results.scaling["direct"] = {"p50": percentile(samples, 0.5),
-                                 "p99": percentile(samples, 0.99)}
+    results.scaling["direct"] = {"p50": percentile(samples, 0.5), "p99": percentile(samples, 0.99)}
     progress.end()
     return results
 
@@ -285,8 +311,11 @@ def render(results: Results) -> str:
         cells = [metric, _fmt(direct)]
         for setup in ("allow-all", "realistic"):
             value = values[setup]
-            cells += [_fmt(value), _fmt(value - direct, signed=True),
-                      f"{value / direct:.2f}" if direct else "-"]
+            cells += [
+                _fmt(value),
+                _fmt(value - direct, signed=True),
+                f"{value / direct:.2f}" if direct else "-",
+            ]
         table.add_row(*cells)
     scaling = Table(title="How the cost grows with the policy (added call latency, µs)")
     scaling.add_column("policy")
@@ -296,8 +325,12 @@ def render(results: Results) -> str:
     base = results.scaling["direct"]["p50"]
     for label, values in results.scaling.items():
         if label != "direct":
-            scaling.add_row(label, _fmt(values["p50"]), _fmt(values["p50"] - base, signed=True),
-                            _fmt(values["p99"]))
+            scaling.add_row(
+                label,
+                _fmt(values["p50"]),
+                _fmt(values["p50"] - base, signed=True),
+                _fmt(values["p99"]),
+            )
     console = Console(width=140, record=True)
     console.print(table)
     console.print(scaling)
@@ -310,11 +343,16 @@ def _fmt(value: float, signed: bool = False) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
-    parser.add_argument("--json", metavar="FILE", default=str(HERE / "results" / "latest.json"),
-                        help="where to write the figures (default: benchmarks/results/)")
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        default=str(HERE / "results" / "latest.json"),
+        help="where to write the figures (default: benchmarks/results/)",
+    )
     ns = parser.parse_args()
     counts = Counts.quick() if ns.quick else Counts()
     with tempfile.TemporaryDirectory(prefix="mcpwall-bench-") as scratch:
@@ -322,9 +360,18 @@ def main() -> int:
     render(results)
     out = Path(ns.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"counts": counts.__dict__, "python": sys.version.split()[0],
-                               "cpus": os.cpu_count(), "rows": results.rows,
-                               "scaling": results.scaling}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "counts": counts.__dict__,
+                "python": sys.version.split()[0],
+                "cpus": os.cpu_count(),
+                "rows": results.rows,
+                "scaling": results.scaling,
+            },
+            indent=2,
+        )
+    )
     print(f"figures written to {out}")
     return 0
 

@@ -13,8 +13,11 @@ import sys
 
 import orjson
 
-INIT = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
-        "serverInfo": {"name": "bench", "version": "1"}}
+INIT = {
+    "protocolVersion": "2025-11-25",
+    "capabilities": {"tools": {}},
+    "serverInfo": {"name": "bench", "version": "1"},
+}
 OK = {"content": [{"type": "text", "text": "ok"}]}
 
 
@@ -42,7 +45,7 @@ def main() -> None:
         out = dumps({"jsonrpc": "2.0", "id": request_id, "result": result}) + b"\n"
         view = memoryview(out)
         while view:
-            view = view[write(1, view):]
+            view = view[write(1, view) :]
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ class Gate:
         commit: bool = True,
     ) -> Decision:
         decision = self._judge(policy, session, tool, args, commit)
-        if not decision.allowed and policy.monitor:
+        if policy.monitor and not decision.allowed:
             decision.allowed = True
             decision.monitored = True
         return decision

@@ -107,7 +107,7 @@ class Session:
         method = message.get("method")
         has_id = "id" in message
         request_id = message.get("id")
-        if has_id and not jsonrpc.valid_id(request_id):
+        if has_id and type(request_id) is not str and not jsonrpc.valid_id(request_id):
             return _invalid(None, "the id must be a string or an integer")
         if method is None:
             if has_id and ("result" in message or "error" in message):

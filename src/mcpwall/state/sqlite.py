@@ -61,8 +61,11 @@ class SQLiteStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             # Autocommit mode: this class opens every transaction itself, IMMEDIATE.
             self._db = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                check_same_thread=False, cached_statements=64,
+                self.path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=64,
             )
             self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -154,8 +157,11 @@ class SQLiteStore:
             events.close()
 
     def _add(
-        self, checks: Sequence[Check], rows: dict[str, list[float]],
-        values: dict[str, float], now: float,
+        self,
+        checks: Sequence[Check],
+        rows: dict[str, list[float]],
+        values: dict[str, float],
+        now: float,
     ) -> tuple[Token, ...]:
         """Record every reserving check: one row per sliding event, and every new total
         written in one statement (the lock is held, so the values read are current)."""

@@ -1,0 +1,50 @@
+"""Reading what the agent sends: one meaning or none. Both the fast path (bytes that
+round-trip through the encoder) and the strict reader give the same verdicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mcpwall.jsonrpc import Malformed, decode_strict
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        (b'{"a":1}\n', {"a": 1}),  # canonical: the fast path
+        (b'{ "a" : 1 }', {"a": 1}),  # spaced: the strict reader
+        (b'{"a":"\\u00e9"}', {"a": "é"}),  # escaped where the encoder would not
+        (b'{"a":"\\ud83d\\ude00"}', {"a": "😀"}),  # a surrogate pair is one character
+        (b'{"n":123456789012345678901234567890}', {"n": 123456789012345678901234567890}),
+        (b'{"n":1e5}', {"n": 100000.0}),
+        (b"[]", []),
+    ],
+)
+def test_reads(raw: bytes, value: Any) -> None:
+    assert decode_strict(raw) == value
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a":1,"a":2}',  # canonical bytes, duplicate key
+        b'{"a": 1, "a": 2}',
+        b'{"p":{"name":"x","name":"y"}}',
+        b'[{"a":1,"a":1}]',
+        b'{"a":"\\ud800"}',
+        b'{"a":"\xed\xa0\x80"}',  # a surrogate encoded in UTF-8
+        b'{"a":"\xff"}',
+        b'{"a":NaN}',
+        b'{"a":-Infinity}',
+        b'{"a":1e400}',
+        b'{"a":1} {"b":2}',
+        b'{"a":"tab\tinside"}',
+        b"[" * 5000 + b"]" * 5000,
+        b"",
+    ],
+)
+def test_refuses_what_could_be_read_two_ways(raw: bytes) -> None:
+    with pytest.raises(Malformed):
+        decode_strict(raw)
