@@ -61,10 +61,6 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _TRAILING = re.compile(r"[ \t\n\r]*")
 
 
-# Messages up to this size try the fast path first.
-_FAST_PATH_LIMIT = 64 * 1024
-
-
 def decode_strict(raw: bytes) -> Any:
     """Parse a message from the agent; raises Malformed with a short reason.
 
@@ -74,15 +70,15 @@ def decode_strict(raw: bytes) -> Any:
     the encoding) and nothing else that two parsers could read apart. Anything else
     (spacing, escapes, duplicates) goes through the strict reader below.
     """
-    if len(raw) <= _FAST_PATH_LIMIT:
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-        else:
-            end = len(raw) - 1 if raw[-1:] == b"\n" else len(raw)
-            if orjson.dumps(value) == memoryview(raw)[:end]:
-                return value
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        encoded = orjson.dumps(value)
+        end = len(raw) - 1 if raw[-1:] == b"\n" else len(raw)
+        if len(encoded) == end and raw.startswith(encoded):
+            return value
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -109,9 +105,9 @@ def decode_strict(raw: bytes) -> Any:
     except (RecursionError, ValueError) as exc:
         raise Malformed(f"unreadable JSON: {str(exc)[:80]}") from None
     size = len(text)
-    if end != size and not (end == size - 1 and text[end] == "\n"):
-        if _TRAILING.match(text, end).end() != size:  # type: ignore[union-attr]
-            raise Malformed(f"extra data after the JSON value at character {end}")
+    ends_clean = end == size or (end == size - 1 and text[end] == "\n")
+    if not ends_clean and _TRAILING.match(text, end).end() != size:  # type: ignore[union-attr]
+        raise Malformed(f"extra data after the JSON value at character {end}")
     return value
 
 

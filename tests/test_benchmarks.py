@@ -1,0 +1,29 @@
+"""A smoke run of the benchmark harness with small counts: it keeps working, and every
+figure it promises comes out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HARNESS = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+
+
+def test_benchmark_harness_runs_and_reports_every_figure(tmp_path: Path, home: Path) -> None:
+    out = tmp_path / "figures.json"
+    result = subprocess.run([sys.executable, str(HARNESS), "--quick", "--json", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "mcpwall against the server alone" in result.stdout
+    figures = json.loads(out.read_text())
+    rows = figures["rows"]
+    for metric in ("call latency p50 (µs)", "call latency p99 (µs)",
+                   "pipelined calls per second", "1 MB argument and result (ms)",
+                   "10 MB argument and result (ms)", "startup to first answer (ms)",
+                   "peak RSS, calls up to 1 KB (MB)", "peak RSS with 10 MB messages (MB)"):
+        assert set(rows[metric]) == {"direct", "allow-all", "realistic"}, metric
+        assert all(value > 0 for value in rows[metric].values()), metric
+    assert set(rows["denied call p50 (µs)"]) == {"direct", "realistic"}
+    assert set(figures["scaling"]) >= {"1000 tools", "100 rules on one tool", "100 hidden globs"}
