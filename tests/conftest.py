@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import RawProxy
+from tests.helpers import RawProxy, RedisServer
 
 ROOT = Path(__file__).resolve().parent
 SERVERS = ROOT / "servers"
@@ -115,3 +115,28 @@ def raw_proxy(home: Path) -> Iterator[Callable[..., RawProxy]]:
     yield start
     for proxy in started:
         proxy.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the whole run."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The shared redis-server, emptied for this test."""
+    assert redis_server.command("FLUSHALL") == b"+OK\r\n"
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, that it may stop and start."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()

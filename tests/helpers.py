@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import queue
+import shutil
+import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 TIMEOUT = 10.0
@@ -127,3 +130,72 @@ def call(request_id: Any, name: str, arguments: dict[str, Any] | None = None) ->
         "method": "tools/call",
         "params": {"name": name, "arguments": arguments or {}},
     }
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, in a directory of its own, with no
+    persistence: stopped, it forgets; started again, it is empty."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise AssertionError(
+                "redis-server is not installed: `bash .ci/run` installs it "
+                "(apt-get install redis-server)"
+            )
+        self.binary = binary
+        self.directory = directory
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            if self.command("PING") == b"+PONG\r\n":
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"redis-server did not answer on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=TIMEOUT)
+        self.process = None
+
+    def command(self, *words: str) -> bytes | None:
+        """One inline command over a plain socket; None if nothing listens."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(" ".join(words).encode() + b"\r\n")
+                return conn.recv(65536)
+        except OSError:
+            return None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

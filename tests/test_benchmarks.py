@@ -13,16 +13,26 @@ HARNESS = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 
 def test_benchmark_harness_runs_and_reports_every_figure(tmp_path: Path, home: Path) -> None:
     out = tmp_path / "figures.json"
-    result = subprocess.run([sys.executable, str(HARNESS), "--quick", "--json", str(out)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(HARNESS), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "mcpwall against the server alone" in result.stdout
     figures = json.loads(out.read_text())
     rows = figures["rows"]
-    for metric in ("call latency p50 (µs)", "call latency p99 (µs)",
-                   "pipelined calls per second", "1 MB argument and result (ms)",
-                   "10 MB argument and result (ms)", "startup to first answer (ms)",
-                   "peak RSS, calls up to 1 KB (MB)", "peak RSS with 10 MB messages (MB)"):
+    for metric in (
+        "call latency p50 (µs)",
+        "call latency p99 (µs)",
+        "pipelined calls per second",
+        "1 MB argument and result (ms)",
+        "10 MB argument and result (ms)",
+        "startup to first answer (ms)",
+        "peak RSS, calls up to 1 KB (MB)",
+        "peak RSS with 10 MB messages (MB)",
+    ):
         assert set(rows[metric]) == {"direct", "allow-all", "realistic"}, metric
         assert all(value > 0 for value in rows[metric].values()), metric
     assert set(rows["denied call p50 (µs)"]) == {"direct", "realistic"}

@@ -13,6 +13,7 @@ from mcpwall.engine.gate import Decision, Gate
 from mcpwall.policy import Policy, load_policy
 from mcpwall.state import StoreUnavailable
 from mcpwall.state.memory import MemoryStore
+from mcpwall.state.redis import RedisStore
 from mcpwall.state.sqlite import SQLiteStore
 
 
@@ -24,11 +25,14 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def make_gate(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Gate]:
     def make(clock: Clock, fail_open: bool = False) -> Gate:
         if request.param == "memory":
             return Gate(MemoryStore, fail_open, clock=clock)
+        if request.param == "redis":
+            url = request.getfixturevalue("redis_url")
+            return Gate(lambda: RedisStore(url, server_time=False), fail_open, clock=clock)
         return Gate(lambda: SQLiteStore(tmp_path / "state.sqlite"), fail_open, clock=clock)
 
     return make

@@ -4,26 +4,36 @@ survive a restart, and stay exact with many processes on one file."""
 from __future__ import annotations
 
 import multiprocessing
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mcpwall.policy.model import Op, Window
-from mcpwall.state.base import Check, CounterStore, Refused
+from mcpwall.state.base import Check, CounterStore, Refused, StoreUnavailable, window_start
 from mcpwall.state.memory import MemoryStore
+from mcpwall.state.redis import RedisStore
 from mcpwall.state.sqlite import SQLiteStore
+from tests.helpers import RedisServer
 
 SLIDING = Window(60.0, False, "60s")
 DAY = Window(86400.0, True, "day")
 NOW = 1_800_000_000.0
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+def make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> CounterStore:
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "sqlite":
+        return SQLiteStore(tmp_path / "state.sqlite")
+    # The windows follow the time each call passes in, as with the other stores.
+    return RedisStore(request.getfixturevalue("redis_url"), server_time=False)
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CounterStore]:
-    made: CounterStore = (
-        MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "state.sqlite")
-    )
+    made = make_store(request.param, tmp_path, request)
     yield made
     made.close()
 
@@ -85,8 +95,8 @@ def test_sqlite_counters_survive_reopening(tmp_path: Path) -> None:
     second.close()
 
 
-def _hammer(path: str, calls: int, start: multiprocessing.synchronize.Event) -> int:
-    store = SQLiteStore(path)
+def _hammer(where: str, calls: int, start: multiprocessing.synchronize.Event) -> int:
+    store: CounterStore = RedisStore(where) if where.startswith("redis") else SQLiteStore(where)
     start.wait()
     admitted = 0
     for _ in range(calls):
@@ -96,13 +106,51 @@ def _hammer(path: str, calls: int, start: multiprocessing.synchronize.Event) -> 
     return admitted
 
 
-def test_sqlite_limit_is_exact_across_eight_processes(tmp_path: Path) -> None:
-    path = str(tmp_path / "state.sqlite")
-    SQLiteStore(path).close()
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_limit_is_exact_across_eight_processes(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    where = str(tmp_path / "state.sqlite")
+    if kind == "redis":
+        where = request.getfixturevalue("redis_url")
+    else:
+        SQLiteStore(where).close()
     context = multiprocessing.get_context("spawn")
     start = context.Manager().Event()
     with context.Pool(8) as pool:
-        results = [pool.apply_async(_hammer, (path, 50, start)) for _ in range(8)]
+        results = [pool.apply_async(_hammer, (where, 50, start)) for _ in range(8)]
         start.set()
         admitted = [result.get(timeout=60) for result in results]
     assert sum(admitted) == 100
+
+
+def test_redis_windows_follow_the_servers_clock(redis_url: str) -> None:
+    store = RedisStore(redis_url)
+    # A caller whose clock is a year off changes nothing: the server's time rules.
+    for skew in (0, 365 * 86400, -365 * 86400):
+        assert not isinstance(store.reserve([limit("k", 3)], NOW + skew), Refused)
+    refused = store.reserve([limit("k", 3)], NOW)
+    assert isinstance(refused, Refused) and 59 <= (refused.retry_after or 0) <= 60
+    store.close()
+
+
+def test_redis_unreachable_then_back(own_redis: RedisServer) -> None:
+    store = RedisStore(own_redis.url)
+    assert not isinstance(store.reserve([limit("k", 3)], NOW), Refused)
+    own_redis.stop()
+    with pytest.raises(StoreUnavailable, match="Redis"):
+        store.reserve([limit("k", 3)], NOW)
+    own_redis.start()
+    assert not isinstance(store.reserve([limit("k", 3)], NOW), Refused)  # no restart needed
+    store.close()
+
+
+def test_redis_keys_expire_by_themselves(redis_url: str, redis_server: RedisServer) -> None:
+    store = RedisStore(redis_url)
+    store.reserve([limit("k", 3, Window(2.0, False, "2s")), limit("d", 100, DAY)], NOW)
+    started = int(window_start(DAY, time.time()))
+    for name in ("mcpwall:k|ev", "mcpwall:k|sum", f"mcpwall:d|{started}"):
+        ttl = redis_server.command("PTTL", name)
+        assert ttl is not None and ttl.startswith(b":")
+        assert 0 < int(ttl[1:]) <= 86_400_000, name
+    store.close()

@@ -81,7 +81,8 @@ def add_state_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--state-dsn",
         metavar="DSN",
-        help="state store instead of SQLite in --state-dir: memory:, sqlite:///path",
+        help="state store instead of SQLite in --state-dir: memory:, sqlite:///path, "
+        "redis://host:port/db, rediss://..., unix:///path/redis.sock",
     )
     group.add_argument(
         "--state-prefix",
@@ -100,9 +101,14 @@ def add_state_options(parser: argparse.ArgumentParser) -> None:
 
 def state_options(ns: argparse.Namespace) -> StateOptions:
     from mcpwall.app import StateOptions
+    from mcpwall.state import check_dsn
 
     if ns.state_dir and ns.state_dsn:
         raise UserError("--state-dir and --state-dsn cannot be used together")
+    try:
+        check_dsn(ns.state_dsn)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     return StateOptions(ns.state_dsn, ns.state_dir, ns.state_prefix, ns.state_fail_mode == "open")
 
 

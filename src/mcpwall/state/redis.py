@@ -1,0 +1,270 @@
+"""Counters in Redis: shared by every mcpwall process on every host that uses the same
+server and prefix.
+
+Each reservation and each give-back is one server-side Lua script: one round trip,
+atomic, so that two replicas can never both take the last slot. Time is the Redis
+server's (``TIME``), not each host's, so that hosts whose clocks disagree still agree on
+the windows. Keys expire by themselves: a calendar window's key at the window's end, a
+sliding window's keys a window after their last event.
+
+Keys, under ``mcpwall:`` and the --state-prefix: ``<key>|<window start>`` holds a
+calendar counter; ``<key>|ev`` (a sorted set of events, scored by time, each member
+"<id>|<amount>") and ``<key>|sum`` (their running total) hold a sliding one.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Sequence
+from itertools import count
+from typing import Any
+
+import orjson
+
+from mcpwall.policy.model import Window
+from mcpwall.state.base import Check, Refused, StoreUnavailable, Token
+
+NAMESPACE = "mcpwall:"
+TIMEOUT_SECONDS = 1.0
+
+# Shared by the scripts: the server's time, a counter's current value (pruning the
+# events that left a sliding window), and the comparisons of mcpwall's operators.
+_COMMON = """
+local now = tonumber(ARGV[3])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+local function window_start(seconds)
+  return math.floor(now / seconds) * seconds
+end
+
+local function current(key, calendar, seconds)
+  if calendar == 1 then
+    local name = key .. '|' .. string.format('%d', window_start(seconds))
+    return tonumber(redis.call('GET', name) or '0')
+  end
+  local horizon = now - seconds
+  local total = tonumber(redis.call('GET', key .. '|sum') or '0')
+  local gone = redis.call('ZRANGEBYSCORE', key .. '|ev', '-inf', horizon)
+  if #gone > 0 then
+    for _, member in ipairs(gone) do
+      total = total - tonumber(string.match(member, '|(.*)$'))
+    end
+    if total < 0 then total = 0 end
+    redis.call('ZREMRANGEBYSCORE', key .. '|ev', '-inf', horizon)
+    redis.call('SET', key .. '|sum', tostring(total), 'KEEPTTL')
+  end
+  return total
+end
+"""
+
+_RESERVE = (
+    _COMMON
+    + """
+-- KEYS: the counters; ARGV[1]: the checks as JSON, in KEYS order; ARGV[2]: "1" to apply;
+-- ARGV[3]: the time, or "" for the server's.
+local checks = cjson.decode(ARGV[1])
+
+local function holds(op, value, bound)
+  if op == 'lt' then return value < bound end
+  if op == 'lte' then return value <= bound end
+  if op == 'gt' then return value > bound end
+  if op == 'gte' then return value >= bound end
+  if op == 'eq' then return value == tonumber(bound) end
+  if op == 'neq' then return value ~= tonumber(bound) end
+  if op == 'exists' then return bound == true end
+  local found = false
+  for _, item in ipairs(bound) do
+    if tonumber(item) == value then found = true end
+  end
+  if op == 'in' then return found end
+  return not found
+end
+
+local function fails(check, value)
+  local total = value + check.a
+  for _, limit in ipairs(check.l) do
+    if not holds(limit[1], total, limit[2]) then return true end
+  end
+  return false
+end
+
+local function retry_after(key, check, value)
+  for _, limit in ipairs(check.l) do
+    if limit[1] ~= 'lt' and limit[1] ~= 'lte' then return -1 end
+  end
+  if check.c == 1 then
+    if fails(check, 0) then return -1 end
+    return window_start(check.s) + check.s - now
+  end
+  local events = redis.call('ZRANGE', key .. '|ev', 0, -1, 'WITHSCORES')
+  local remaining = value
+  for i = 1, #events, 2 do
+    remaining = remaining - tonumber(string.match(events[i], '|(.*)$'))
+    if not fails(check, remaining) then
+      return math.max(0, tonumber(events[i + 1]) + check.s - now)
+    end
+  end
+  return -1
+end
+
+local values = {}
+for i, check in ipairs(checks) do
+  local key = KEYS[i]
+  local value = values[key]
+  if value == nil then
+    value = current(key, check.c, check.s)
+    values[key] = value
+  end
+  if fails(check, value) then
+    return {0, i - 1, tostring(value), tostring(retry_after(key, check, value))}
+  end
+end
+if ARGV[2] ~= '1' then return {1} end
+
+local tokens = {1}
+for i, check in ipairs(checks) do
+  if check.r == 1 then
+    local key = KEYS[i]
+    if check.c == 1 then
+      local start = window_start(check.s)
+      local name = key .. '|' .. string.format('%d', start)
+      redis.call('INCRBYFLOAT', name, check.a)
+      redis.call('PEXPIREAT', name, math.ceil((start + check.s) * 1000))
+      table.insert(tokens, string.format('%d', start))
+    else
+      local member = check.id .. '|' .. check.a
+      local ttl = math.ceil(check.s * 1000)
+      redis.call('ZADD', key .. '|ev', now, member)
+      redis.call('INCRBYFLOAT', key .. '|sum', check.a)
+      redis.call('PEXPIRE', key .. '|ev', ttl)
+      redis.call('PEXPIRE', key .. '|sum', ttl)
+      table.insert(tokens, member)
+    end
+  end
+end
+return tokens
+"""
+)
+
+_RELEASE = """
+-- KEYS: the counters; ARGV[1]: per key {c: calendar, id: token, a: amount}, as JSON.
+local tokens = cjson.decode(ARGV[1])
+for i, token in ipairs(tokens) do
+  local key = KEYS[i]
+  if token.c == 1 then
+    local name = key .. '|' .. token.id
+    if redis.call('EXISTS', name) == 1 then
+      if tonumber(redis.call('INCRBYFLOAT', name, -token.a)) < 0 then
+        redis.call('SET', name, '0', 'KEEPTTL')
+      end
+    end
+  elseif redis.call('ZREM', key .. '|ev', token.id) == 1 then
+    if tonumber(redis.call('INCRBYFLOAT', key .. '|sum', -token.a)) < 0 then
+      redis.call('SET', key .. '|sum', '0', 'KEEPTTL')
+    end
+  end
+end
+return 1
+"""
+
+_READ = (
+    _COMMON
+    + """
+-- ARGV: calendar (0/1), the window's seconds, the time or "".
+return tostring(current(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])))
+"""
+)
+
+
+class RedisStore:
+    """``server_time``: windows follow the Redis server's clock (the default, so that
+    hosts agree); otherwise the time each call passes in (tests with a clock of their
+    own)."""
+
+    def __init__(self, dsn: str, server_time: bool = True) -> None:
+        self._server_time = server_time
+        try:
+            import redis
+        except ImportError:
+            raise StoreUnavailable(
+                "Redis state needs the redis package: pip install 'mcpwall[redis]'"
+            ) from None
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+        try:
+            # No connection yet: the first command opens it, and after a failure the
+            # next command tries again, so a store that comes back is used again.
+            self._redis = redis.Redis.from_url(
+                dsn, socket_timeout=TIMEOUT_SECONDS, socket_connect_timeout=TIMEOUT_SECONDS
+            )
+        except ValueError as exc:
+            raise StoreUnavailable(f"invalid Redis DSN: {exc}") from exc
+        self._reserve = self._redis.register_script(_RESERVE)
+        self._release = self._redis.register_script(_RELEASE)
+        self._read = self._redis.register_script(_READ)
+        # Event ids unique across every process and host that shares the server.
+        self._ids = count()
+        self._origin = uuid.uuid4().hex[:12]
+
+    def reserve(
+        self, checks: Sequence[Check], now: float, commit: bool = True
+    ) -> Refused | tuple[Token, ...]:
+        body = [
+            {
+                "c": int(check.window.calendar),
+                "s": check.window.seconds,
+                "a": check.amount,
+                "r": int(check.reserve),
+                "l": [[op.value, bound] for op, bound in check.limits],
+                "id": f"{self._origin}.{next(self._ids)}" if check.reserve else "",
+            }
+            for check in checks
+        ]
+        keys = [NAMESPACE + check.key for check in checks]
+        args = [orjson.dumps(body), "1" if commit else "0", self._time(now)]
+        reply = self._run(self._reserve, keys, args)
+        if reply[0] == 0:
+            retry = float(reply[3])
+            return Refused(int(reply[1]), _number(reply[2]), None if retry < 0 else retry)
+        if not commit:
+            return ()
+        idents = iter(_text(item) for item in reply[1:])
+        return tuple(
+            Token(check.key, check.window, check.amount, next(idents), check.refundable)
+            for check in checks
+            if check.reserve
+        )
+
+    def release(self, tokens: Sequence[Token]) -> None:
+        if not tokens:
+            return
+        body = [{"c": int(t.window.calendar), "id": t.ident, "a": t.amount} for t in tokens]
+        self._run(self._release, [NAMESPACE + t.key for t in tokens], [orjson.dumps(body)])
+
+    def read(self, key: str, window: Window, now: float) -> float:
+        args = [int(window.calendar), window.seconds, self._time(now)]
+        return _number(self._run(self._read, [NAMESPACE + key], args))
+
+    def _time(self, now: float) -> str:
+        return "" if self._server_time else repr(now)
+
+    def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return script(keys=keys, args=args)
+        except self._errors as exc:
+            raise StoreUnavailable(f"Redis: {exc}") from exc
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _number(value: Any) -> float:
+    number = float(_text(value))
+    return int(number) if math.isfinite(number) and number.is_integer() else number
