@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -56,24 +58,59 @@ class Counts:
 class Setup:
     name: str
     policy: str | None  # None: the server alone
+    state: list[str] | None = None  # state flags; default: SQLite in a fresh directory
 
     def command(self, scratch: Path) -> list[str]:
         if self.policy is None:
             return SERVER
         path = scratch / f"{self.name}.yaml"
         path.write_text(self.policy)
-        state = scratch / f"state-{self.name}"
-        return [
-            *MCPWALL,
-            "-c",
-            str(path),
-            "--state-dir",
-            str(state),
-            "--log-level",
-            "error",
-            "--",
-            *SERVER,
-        ]
+        state = self.state or ["--state-dir", str(scratch / f"state-{self.name}")]
+        return [*MCPWALL, "-c", str(path), *state, "--log-level", "error", "--", *SERVER]
+
+    @property
+    def realistic(self) -> bool:
+        return self.name.startswith("realistic")
+
+
+@contextmanager
+def redis_server(scratch: Path) -> Iterator[str | None]:
+    """A local redis-server on a free port for the Redis column; None if not installed."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(scratch),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @dataclass
@@ -231,13 +268,15 @@ class Progress:
             sys.stderr.write("\r\033[K")
 
 
-def measure(counts: Counts, scratch: Path) -> Results:
+def measure(counts: Counts, scratch: Path, redis_url: str | None) -> Results:
     results = Results()
     setups = [
         Setup("direct", None),
         Setup("allow-all", policies.ALLOW_ALL),
         Setup("realistic", policies.realistic()),
     ]
+    if redis_url is not None:
+        setups.append(Setup("realistic, Redis", policies.realistic(), ["--state-dsn", redis_url]))
     scaling = (
         [(f"{n} tools", policies.many_tools(n), f"tool_{n - 1}") for n in (10, 100, 1000)]
         + [(f"{n} rules on one tool", policies.many_rules(n), "tool_0") for n in (1, 10, 100)]
@@ -246,7 +285,7 @@ def measure(counts: Counts, scratch: Path) -> Results:
     progress = Progress(len(setups) * 6 + len(scaling) + 2)
     for setup in setups:
         command = setup.command(scratch)
-        tool = policies.REALISTIC_TOOL if setup.name == "realistic" else "echo"
+        tool = policies.REALISTIC_TOOL if setup.realistic else "echo"
         with peer(command) as proc:
             progress.step(f"{setup.name}: sequential calls")
             make = partial(call_line, proc, tool, CHARGE)
@@ -262,7 +301,7 @@ def measure(counts: Counts, scratch: Path) -> Results:
             progress.step(f"{setup.name}: denied call")
             if setup.name != "allow-all":  # an allow-all policy denies nothing
                 # Directly, the server answers the same call: the reference.
-                tool = policies.DENIED_TOOL if setup.name == "realistic" else "echo"
+                tool = policies.DENIED_TOOL if setup.realistic else "echo"
                 denied = sequential(proc, partial(call_line, proc, tool, {}), counts.denied)
                 results.put("denied call p50 (µs)", setup.name, percentile(denied, 0.5))
             results.put("peak RSS, calls up to 1 KB (MB)", setup.name, proc.peak_rss_mb())
@@ -301,14 +340,15 @@ def render(results: Results) -> str:
     table = Table(title="mcpwall against the server alone (same machine, same workload)")
     table.add_column("metric")
     table.add_column("direct", justify="right")
-    for setup in ("allow-all", "realistic"):
+    setups = [name for name in results.rows["call latency p50 (µs)"] if name != "direct"]
+    for setup in setups:
         table.add_column(setup, justify="right")
         table.add_column("Δ", justify="right")
         table.add_column("ratio", justify="right")
     for metric, values in results.rows.items():
         direct = values["direct"]
         cells = [metric, _fmt(direct)]
-        for setup in ("allow-all", "realistic"):
+        for setup in setups:
             value = values.get(setup)
             if value is None:
                 cells += ["-", "-", "-"]
@@ -330,7 +370,7 @@ def render(results: Results) -> str:
                 _fmt(values["p50"] - base, signed=True),
                 _fmt(values["p99"]),
             )
-    console = Console(width=140, record=True)
+    console = Console(width=180, record=True)
     console.print(table)
     console.print(scaling)
     return console.export_text()
@@ -354,8 +394,11 @@ def main() -> int:
     )
     ns = parser.parse_args()
     counts = Counts.quick() if ns.quick else Counts()
-    with tempfile.TemporaryDirectory(prefix="mcpwall-bench-") as scratch:
-        results = measure(counts, Path(scratch))
+    with (
+        tempfile.TemporaryDirectory(prefix="mcpwall-bench-") as scratch,
+        redis_server(Path(scratch)) as redis_url,
+    ):
+        results = measure(counts, Path(scratch), redis_url)
     render(results)
     out = Path(ns.json)
     out.parent.mkdir(parents=True, exist_ok=True)
