@@ -66,7 +66,8 @@ class Setup:
         path = scratch / f"{self.name}.yaml"
         path.write_text(self.policy)
         state = self.state or ["--state-dir", str(scratch / f"state-{self.name}")]
-        return [*MCPWALL, "-c", str(path), *state, "--log-level", "error", "--", *SERVER]
+        events = ["--events-dir", str(scratch / "events")]  # the audit log stays on
+        return [*MCPWALL, "-c", str(path), *state, *events, "--log-level", "error", "--", *SERVER]
 
     @property
     def realistic(self) -> bool:

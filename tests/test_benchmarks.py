@@ -33,7 +33,7 @@ def test_benchmark_harness_runs_and_reports_every_figure(tmp_path: Path, home: P
         "peak RSS, calls up to 1 KB (MB)",
         "peak RSS with 10 MB messages (MB)",
     ):
-        assert set(rows[metric]) == {"direct", "allow-all", "realistic"}, metric
+        assert set(rows[metric]) == {"direct", "allow-all", "realistic", "realistic, Redis"}, metric
         assert all(value > 0 for value in rows[metric].values()), metric
-    assert set(rows["denied call p50 (µs)"]) == {"direct", "realistic"}
+    assert set(rows["denied call p50 (µs)"]) == {"direct", "realistic", "realistic, Redis"}
     assert set(figures["scaling"]) >= {"1000 tools", "100 rules on one tool", "100 hidden globs"}

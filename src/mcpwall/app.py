@@ -1,9 +1,11 @@
-"""The composition root: policy, state store, engine and transport wired together."""
+"""The composition root: policy, state store, engine, operations and transport wired
+together."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -11,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from mcpwall.engine.gate import Gate
-from mcpwall.policy import Policy, load_policy
-from mcpwall.proxy.relay import Send, Session
+from mcpwall.ops.reload import PolicyHolder, PolicyWatcher
+from mcpwall.policy import load_policy
+from mcpwall.proxy.relay import Observer, Send, Session
 from mcpwall.proxy.stdio import DEFAULT_MAX_MESSAGE, StdioProxy
 from mcpwall.state import open_store
 
@@ -29,34 +32,107 @@ class StateOptions:
     def gate(self) -> Gate:
         return Gate(lambda: open_store(self.dsn, self.directory), self.fail_open, self.prefix)
 
+    def describe(self) -> str:
+        if self.dsn is None:
+            return f"sqlite:{Path(self.directory or '~/.mcpwall').expanduser()}/state.sqlite"
+        return re.sub(r"//[^@/]*@", "//***@", self.dsn)  # never log a password
+
+
+@dataclass(frozen=True, slots=True)
+class OpsOptions:
+    events_dir: str | None = None
+    log_args: bool = False
+    retention_days: float = 7.0
+    metrics_port: int | None = None
+    metrics_bind: str = "127.0.0.1"
+
+
+class Operations:
+    """The audit log and the metrics, as far as they could be opened."""
+
+    def __init__(self, options: OpsOptions, gate: Gate) -> None:
+        from mcpwall.ops.audit import AuditLog, default_events_dir
+
+        self.audit: AuditLog | None = None
+        directory = Path(options.events_dir) if options.events_dir else default_events_dir()
+        try:
+            self.audit = AuditLog(directory, options.log_args, options.retention_days)
+        except OSError as exc:
+            log.error("no audit log: cannot write to %s: %s", directory, exc)
+        self.metrics: Any = None
+        if options.metrics_port is not None:
+            from mcpwall.ops.metrics import Metrics
+
+            self.metrics = Metrics(
+                options.metrics_port, options.metrics_bind, lambda: gate.store_errors
+            )
+            log.info("metrics on http://%s:%d/metrics", options.metrics_bind, options.metrics_port)
+
+    @property
+    def observers(self) -> list[Observer]:
+        return [o for o in (self.audit, self.metrics) if o is not None]
+
+    def reloaded(self, ok: bool, digest: str, errors: list[str]) -> None:
+        for sink in (self.audit, self.metrics):
+            if sink is not None:
+                sink.reloaded(ok, digest, errors)
+
+    def close(self) -> None:
+        if self.audit is not None:
+            self.audit.close()
+        if self.metrics is not None:
+            self.metrics.close()
+
 
 def run_stdio(
     policy_path: str,
     command: list[str],
     state: StateOptions,
+    ops_options: OpsOptions,
     max_message: int = DEFAULT_MAX_MESSAGE,
 ) -> int:
     """Run the stdio proxy until the server exits; the exit status to use."""
-    policy = load_policy(policy_path)
-    for warning in policy.warnings:
+    holder = PolicyHolder(load_policy(policy_path))
+    for warning in holder.current.warnings:
         log.warning("%s", warning)
     gate = state.gate()
+    ops = Operations(ops_options, gate)
     session_id = uuid.uuid4().hex
-    _log_start(policy, session_id, command)
+    mode = "monitor mode (nothing is blocked)" if holder.current.monitor else "enforcing"
+    log.info("%s %s on %s (session %s)", mode, Path(policy_path).name, command[0], session_id)
 
     def make_session(to_server: Send, to_client: Send) -> Session:
-        return Session(session_id, lambda: policy, gate, to_server, to_client)
+        return Session(session_id, holder, gate, to_server, to_client, ops.observers)
 
     proxy = StdioProxy(command, make_session, max_message)
+    watcher = PolicyWatcher(holder, ops.reloaded)
+
+    async def main() -> int:
+        watcher.start()
+        if ops.audit is not None:
+            ops.audit.startup(
+                policy=str(Path(policy_path).resolve()),
+                policy_sha256=holder.current.digest,
+                command=command,
+                transport="stdio",
+                session=session_id,
+                state=state.describe(),
+                fail_mode="open" if state.fail_open else "closed",
+            )
+        code = 1
+        try:
+            code = await proxy.run()
+        finally:
+            watcher.stop()
+            if ops.audit is not None:
+                ops.audit.shutdown(code)
+        return code
+
     try:
-        return run_loop(proxy.run)
+        return run_loop(main)
     finally:
+        ops.close()
         gate.close()
-
-
-def _log_start(policy: Policy, session_id: str, command: list[str]) -> None:
-    mode = "monitor mode (nothing is blocked)" if policy.monitor else "enforcing"
-    log.info("%s %s on %s (session %s)", mode, Path(policy.path).name, command[0], session_id)
 
 
 def run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:

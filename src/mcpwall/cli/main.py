@@ -153,6 +153,32 @@ def _proxy(argv: list[str]) -> int:
     )
     parser.add_argument("--version", action="version", version=f"mcpwall {__version__}")
     add_state_options(parser)
+    ops = parser.add_argument_group("operations")
+    ops.add_argument(
+        "--events-dir", metavar="DIR", help="where the audit log goes (default: ~/.mcpwall/events)"
+    )
+    ops.add_argument(
+        "--log-args",
+        action="store_true",
+        help="write the calls' arguments to the audit log, secrets redacted "
+        "(by default only their SHA-256)",
+    )
+    ops.add_argument(
+        "--events-retention-days",
+        type=float,
+        default=7.0,
+        metavar="DAYS",
+        help="audit files older than this are deleted (default: 7)",
+    )
+    ops.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on this port"
+    )
+    ops.add_argument(
+        "--metrics-bind",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address for the metrics endpoint (default: 127.0.0.1)",
+    )
     ns = parser.parse_args(own)
     if not ns.config:
         parser.print_usage(sys.stderr)
@@ -164,13 +190,16 @@ def _proxy(argv: list[str]) -> int:
         )
     setup_logging(ns.log_level)
 
-    from mcpwall.app import run_stdio
+    from mcpwall.app import OpsOptions, run_stdio
     from mcpwall.policy import PolicyInvalid
     from mcpwall.proxy.stdio import DEFAULT_MAX_MESSAGE, ServerStartError
 
     state = state_options(ns)
+    ops = OpsOptions(
+        ns.events_dir, ns.log_args, ns.events_retention_days, ns.metrics_port, ns.metrics_bind
+    )
     try:
-        return run_stdio(ns.config, command, state, ns.max_message_size or DEFAULT_MAX_MESSAGE)
+        return run_stdio(ns.config, command, state, ops, ns.max_message_size or DEFAULT_MAX_MESSAGE)
     except PolicyInvalid as exc:
         for error in exc.errors:
             print(f"{error}" + (f"\n    hint: {error.hint}" if error.hint else ""), file=sys.stderr)

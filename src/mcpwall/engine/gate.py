@@ -43,6 +43,12 @@ class Decision:
     tokens: tuple[Token, ...] = ()
     # Under mode: monitor a call that the policy denies is let through; it is marked.
     monitored: bool = False
+    # Filled in by the relay, for the audit log and the metrics.
+    request_id: Any = None
+    latency_us: float = 0.0
+    policy_digest: str = ""
+    args: Any = None
+    args_digest: str | None = None
 
     def as_meta(self) -> dict[str, Any]:
         return {
@@ -69,6 +75,7 @@ class Gate:
         self._store_retry_at = 0.0
         self.fail_open = fail_open
         self.clock = clock
+        self.store_errors = 0
 
     # -- judging ------------------------------------------------------------------------
 
@@ -133,6 +140,7 @@ class Gate:
         return Decision(True, tool, tokens=outcome)
 
     def _store_failed(self, tool: str, exc: StoreUnavailable) -> Decision:
+        self.store_errors += 1
         if self.fail_open:
             log.warning("state store unavailable, letting %s through (fail open): %s", tool, exc)
             return Decision(True, tool, "(state store unavailable)")
@@ -176,6 +184,7 @@ class Gate:
         try:
             self._store.release(tokens)
         except StoreUnavailable as exc:
+            self.store_errors += 1
             log.error("could not give back reservations for %s: %s", decision.tool, exc)
 
     def close(self) -> None:

@@ -11,8 +11,9 @@ reservations, and everything else passes unchanged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from mcpwall import jsonrpc
 from mcpwall.engine.gate import Decision, Gate
@@ -21,7 +22,19 @@ from mcpwall.policy.model import Policy
 log = logging.getLogger("mcpwall")
 
 Send = Callable[[bytes], None]
-DecisionHook = Callable[[str, Decision, dict[str, Any]], None]
+
+
+class Observer(Protocol):
+    """Sees every judged call: the audit log, the metrics."""
+
+    def decided(self, session: str, decision: Decision, size: int) -> None:
+        """Called once per judged call, as soon as it is decided. ``size``: the bytes of
+        the message. A call that is forwarded is reported again when it ends."""
+
+    def answered(self, session: str, decision: Decision, error: str | None) -> None:
+        """A forwarded call ended: answered (``error`` None, or what went wrong), or it
+        never will be (the server went away)."""
+
 
 # Outcomes of reading one message from the client.
 _FORWARD = object()
@@ -61,14 +74,16 @@ class Session:
         gate: Gate,
         to_server: Send,
         to_client: Send,
-        on_decision: DecisionHook | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.id = session_id
         self._policy = policy
         self._gate = gate
         self._to_server = to_server
         self._to_client = to_client
-        self._on_decision = on_decision
+        self._observers = tuple(observers)
+        self._received = 0  # when the message being handled arrived (ns)
+        self._received_size = 0
         # request id -> the Decision of a tools/call, or _LIST, _INITIALIZE, _OTHER
         self._pending: dict[Any, Decision | str] = {}
         self._batches: dict[Any, _Batch] = {}
@@ -85,6 +100,8 @@ class Session:
     def from_client(self, line: bytes) -> None:
         if len(line) < _SMALL and not line.strip():
             return
+        self._received = time.perf_counter_ns()
+        self._received_size = len(line)
         try:
             message = jsonrpc.decode_strict(line)
         except jsonrpc.Malformed as exc:
@@ -152,9 +169,17 @@ class Session:
         elif type(args) is not dict:
             return _bad_params(request_id, has_id, "tools/call params.arguments must be an object")
 
-        decision = self._gate.judge(self._policy(), self.id, name, args)
-        if self._on_decision is not None:
-            self._on_decision(self.id, decision, args)
+        policy = self._policy()
+        decision = self._gate.judge(policy, self.id, name, args)
+        if self._observers:
+            decision.request_id = request_id
+            decision.latency_us = (time.perf_counter_ns() - self._received) / 1000
+            decision.policy_digest = policy.digest
+            decision.args = args
+            for observer in self._observers:
+                observer.decided(self.id, decision, self._received_size)
+            if not has_id and decision.allowed:  # a notification: no answer will come
+                self._answered(decision, None)
         if not decision.allowed:
             log.info('denied %s (rule "%s"): %s', name, decision.rule, decision.reason)
             return jsonrpc.denial(request_id, decision, params) if has_id else _DROP
@@ -241,10 +266,11 @@ class Session:
         if self._cancelled:
             self._cancelled.discard(request_id)
         if type(pending) is Decision:
-            if pending.tokens:
-                result = message.get("result")
-                if "error" in message or (type(result) is dict and result.get("isError") is True):
+            if pending.tokens or self._observers:
+                error = _call_error(message)
+                if error is not None and pending.tokens:
                     self._gate.settle(pending, failed=True)
+                self._answered(pending, error)
         elif pending is _LIST:
             return self._filter_tools(message), batch
         elif pending is _INITIALIZE:
@@ -297,8 +323,10 @@ class Session:
         waiting = list(self._pending.items())
         self._pending.clear()
         for request_id, pending in waiting:
-            if type(pending) is Decision and request_id not in self._cancelled:
-                self._gate.settle(pending, failed=True)
+            if type(pending) is Decision:
+                if request_id not in self._cancelled:
+                    self._gate.settle(pending, failed=True)
+                self._answered(pending, f"no answer: the MCP server {what}")
             self._reply(
                 jsonrpc.error(
                     request_id,
@@ -325,6 +353,11 @@ class Session:
     def _reply(self, message: dict[str, Any]) -> None:
         self._to_client(jsonrpc.dumps(message))
 
+    def _answered(self, decision: Decision, error: str | None) -> None:
+        for observer in self._observers:
+            observer.answered(self.id, decision, error)
+        decision.args = None  # no longer needed: let big arguments go
+
 
 def _invalid(request_id: Any, why: str) -> dict[str, Any]:
     return jsonrpc.error(request_id, jsonrpc.INVALID_REQUEST, f"Invalid request: {why}")
@@ -333,6 +366,22 @@ def _invalid(request_id: Any, why: str) -> dict[str, Any]:
 def _bad_params(request_id: Any, has_id: bool, why: str) -> Any:
     log.warning("refused a tools/call: %s", why)
     return jsonrpc.error(request_id, jsonrpc.INVALID_PARAMS, why) if has_id else _DROP
+
+
+def _call_error(message: dict[str, Any]) -> str | None:
+    """What went wrong with a tools/call, from its response; None if nothing did."""
+    error = message.get("error")
+    if error is not None:
+        if type(error) is dict:
+            return f"error {error.get('code')}: {str(error.get('message'))[:200]}"
+        return "error"
+    result = message.get("result")
+    if type(result) is dict and result.get("isError") is True:
+        content = result.get("content")
+        first = content[0] if type(content) is list and content else None
+        text = first.get("text") if type(first) is dict else None
+        return f"tool error: {str(text)[:200]}" if text is not None else "tool error"
+    return None
 
 
 def _is_request(item: Any) -> bool:

@@ -1,0 +1,1 @@
+"""Operations: the audit log, `mcpwall status`, hot reload of the policy, metrics."""

@@ -1,0 +1,265 @@
+"""The audit log: one JSONL file per mcpwall instance, one line per event.
+
+Events: ``startup`` (version, policy path and hash), ``decision`` (one per judged call:
+time, instance, session, tool, allowed or denied, rule, reason, SHA-256 of the canonical
+arguments, mcpwall's own latency, the upstream error if any), ``reload``, ``heartbeat``
+(every minute, so that ``mcpwall status`` can tell a live instance from a dead one) and
+``shutdown``. A denied call is written when it is denied; a forwarded one when it ends,
+so that its record holds the server's error, if any.
+
+Writing never blocks the hot path: an event is encoded where it happens (about a
+microsecond), the encoded lines are handed every FLUSH_SECONDS to a writer thread, and
+only that thread touches the disk. Each batch is one ``write`` of whole lines to a file
+opened with O_APPEND, so a ``kill -9`` can cost the last batch but never leaves half a
+line. Arguments too large to hash in passing are hashed by the writer thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import queue
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from mcpwall import __version__
+from mcpwall.engine.gate import Decision
+
+log = logging.getLogger("mcpwall")
+
+FLUSH_SECONDS = 0.1
+HEARTBEAT_SECONDS = 60.0
+DEFAULT_RETENTION_DAYS = 7.0
+_HASH_IN_PASSING = 64 * 1024  # bytes: larger arguments are hashed by the writer thread
+
+# Argument names and values that look like secrets, for --log-args.
+_SECRET_NAME = re.compile(
+    r"(?i)(pass(word|phrase)?|secret|token|api[-_]?key|auth|credential|private[-_]?key"
+    r"|cookie|session[-_]?id|access[-_]?key)"
+)
+_SECRET_VALUE = re.compile(
+    r"(?i)(bearer\s+[a-z0-9._~+/=-]{8,}|-----BEGIN [A-Z ]*PRIVATE KEY-----"
+    r"|\b(AKIA|ASIA)[A-Z0-9]{16}\b|\beyJ[a-z0-9_-]{8,}\.[a-z0-9_-]{8,}\.[a-z0-9_-]*"
+    r"|\b(gh[pousr]_[a-z0-9]{30,}|sk_(live|test)_[a-z0-9]{16,}|xox[abpr]-[a-z0-9-]{10,}))"
+)
+REDACTED = "[redacted]"
+
+
+def default_events_dir() -> Path:
+    return Path.home() / ".mcpwall" / "events"
+
+
+def args_digest(args: Any) -> str:
+    """SHA-256 of the arguments as canonical JSON (sorted keys, no spaces)."""
+    return hashlib.sha256(orjson.dumps(args, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def redact(value: Any) -> Any:
+    """The value with anything that looks like a secret replaced."""
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if _SECRET_NAME.search(str(key)) else redact(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    if isinstance(value, str) and _SECRET_VALUE.search(value):
+        return REDACTED
+    return value
+
+
+class AuditLog:
+    """The audit log of one instance; an Observer of every judged call."""
+
+    def __init__(
+        self,
+        directory: Path,
+        log_args: bool = False,
+        retention_days: float = DEFAULT_RETENTION_DAYS,
+    ) -> None:
+        self.instance = uuid.uuid4().hex[:16]
+        self.path = directory / f"{self.instance}.jsonl"
+        self.log_args = log_args
+        self.decisions = 0
+        self.denials = 0
+        # Encoded lines, and events whose arguments the writer thread must still hash.
+        self._held: list[bytes | tuple[dict[str, Any], Any]] = []
+        self._queue: queue.SimpleQueue[list[bytes | tuple[dict[str, Any], Any]] | None]
+        self._queue = queue.SimpleQueue()
+        self._timer: asyncio.TimerHandle | None = None
+        self._heartbeat: asyncio.TimerHandle | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+        prune(directory, retention_days)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._writer = threading.Thread(
+            target=self._write_forever, name="mcpwall-audit", daemon=True
+        )
+        self._writer.start()
+
+    # -- the calls ----------------------------------------------------------------------
+
+    def decided(self, session: str, decision: Decision, size: int) -> None:
+        if size <= _HASH_IN_PASSING:
+            decision.args_digest = args_digest(decision.args)
+        if not decision.allowed:
+            self._decision(session, decision, None)
+
+    def answered(self, session: str, decision: Decision, error: str | None) -> None:
+        self._decision(session, decision, error)
+
+    def _decision(self, session: str, decision: Decision, error: str | None) -> None:
+        self.decisions += 1
+        if not decision.allowed:
+            self.denials += 1
+            verdict = "denied"
+        else:
+            verdict = "monitored" if decision.monitored else "allowed"
+        event: dict[str, Any] = {
+            "ts": _timestamp(),
+            "type": "decision",
+            "instance": self.instance,
+            "session": session,
+            "request_id": decision.request_id,
+            "tool": decision.tool,
+            "decision": verdict,
+            "rule": decision.rule,
+            "reason": decision.reason,
+            "retry_after_s": decision.retry_after_s,
+            "args_sha256": decision.args_digest,
+            "latency_us": round(decision.latency_us, 1),
+            "upstream_error": error,
+            "policy_sha256": decision.policy_digest,
+        }
+        if self.log_args:
+            event["args"] = redact(decision.args)
+        if decision.args_digest is None:  # too large to hash in passing
+            self._hold((event, decision.args))
+        else:
+            self._hold(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
+
+    # -- the instance -------------------------------------------------------------------
+
+    def startup(self, **fields: Any) -> None:
+        self._emit("startup", {"version": __version__, "pid": os.getpid(), **fields})
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+
+        def beat() -> None:
+            self._emit("heartbeat", {"decisions": self.decisions, "denials": self.denials})
+            self._heartbeat = loop.call_later(HEARTBEAT_SECONDS, beat)
+
+        self._heartbeat = loop.call_later(HEARTBEAT_SECONDS, beat)
+
+    def reloaded(self, ok: bool, policy_digest: str, errors: list[str]) -> None:
+        self._emit("reload", {"ok": ok, "policy_sha256": policy_digest, "errors": errors})
+
+    def shutdown(self, exit_code: int) -> None:
+        self._emit(
+            "shutdown",
+            {"exit_code": exit_code, "decisions": self.decisions, "denials": self.denials},
+        )
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _emit(self, kind: str, fields: dict[str, Any]) -> None:
+        event = {"ts": _timestamp(), "type": kind, "instance": self.instance, **fields}
+        self._hold(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
+
+    def _hold(self, item: bytes | tuple[dict[str, Any], Any]) -> None:
+        self._held.append(item)
+        if self._timer is None:
+            try:
+                self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+            except RuntimeError:  # no event loop: write at once
+                self.flush()
+
+    def flush(self) -> None:
+        self._timer = None
+        if self._held:
+            held, self._held = self._held, []
+            self._queue.put(held)
+
+    def close(self) -> None:
+        """Write everything still held and stop the writer."""
+        for timer in (self._timer, self._heartbeat):
+            if timer is not None:
+                timer.cancel()
+        self.flush()
+        self._queue.put(None)
+        self._writer.join(timeout=5)
+        os.close(self._fd)
+
+    def _write_forever(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            data = b"".join(
+                item if type(item) is bytes else _with_digest(*item)  # type: ignore[misc]
+                for item in batch
+            )
+            view = memoryview(data)
+            try:
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            except OSError as exc:
+                log.error("cannot write the audit log %s: %s", self.path, exc)
+
+
+def _with_digest(event: dict[str, Any], args: Any) -> bytes:
+    event["args_sha256"] = args_digest(args)
+    return orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
+
+
+_second_text: tuple[int, str] = (-1, "")
+
+
+def _timestamp() -> str:
+    """ISO 8601 UTC with microseconds; the part up to the second is formatted once."""
+    global _second_text
+    now = time.time()
+    second = int(now)
+    if second != _second_text[0]:
+        _second_text = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second_text[1]}.{int((now - second) * 1_000_000):06d}Z"
+
+
+def prune(directory: Path, retention_days: float) -> int:
+    """Delete event files older than the retention; how many went."""
+    horizon = time.time() - retention_days * 86400
+    removed = 0
+    for path in directory.glob("*.jsonl"):
+        try:
+            if path.stat().st_mtime < horizon:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def read_events(directory: Path) -> Iterator[dict[str, Any]]:
+    """Every event of every file, skipping lines that are not whole JSON objects."""
+    for path in sorted(directory.glob("*.jsonl")):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        for line in data.splitlines():
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(event, dict):
+                yield event
