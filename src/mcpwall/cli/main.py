@@ -21,13 +21,14 @@ if TYPE_CHECKING:
 SUBCOMMANDS = {
     "validate": ("mcpwall.cli.validate", "check a policy file and report every error"),
     "check": ("mcpwall.cli.check", "evaluate one tool call against a policy, without a server"),
+    "status": ("mcpwall.cli.status", "instances, calls and denials, from the audit logs"),
     "demo": ("mcpwall.cli.demo", "watch mcpwall judge a scripted agent session"),
 }
 
 EXIT_USAGE = 2
 
 _PROXY_USAGE = """mcpwall -c POLICY [options] -- COMMAND [ARGS...]
-       mcpwall {validate,check,demo} ..."""
+       mcpwall {validate,check,status,demo} ..."""
 
 _PROXY_EPILOG = (
     """commands:
