@@ -15,7 +15,9 @@ from typing import Any
 from mcpwall.engine.gate import Gate
 from mcpwall.ops.reload import PolicyHolder, PolicyWatcher
 from mcpwall.policy import load_policy
-from mcpwall.proxy.relay import Observer, Send, Session
+from mcpwall.proxy.child import ServerProcess
+from mcpwall.proxy.link import LinkEvents, ServerLink
+from mcpwall.proxy.relay import Deliver, Observer, Send, Session
 from mcpwall.proxy.stdio import DEFAULT_MAX_MESSAGE, StdioProxy
 from mcpwall.state import open_store
 
@@ -101,10 +103,13 @@ def run_stdio(
     mode = "monitor mode (nothing is blocked)" if holder.current.monitor else "enforcing"
     log.info("%s %s on %s (session %s)", mode, Path(policy_path).name, command[0], session_id)
 
-    def make_session(to_server: Send, to_client: Send) -> Session:
+    def make_session(to_server: Send, to_client: Deliver) -> Session:
         return Session(session_id, holder, gate, to_server, to_client, ops.observers)
 
-    proxy = StdioProxy(command, make_session, max_message)
+    def make_link(events: LinkEvents) -> ServerLink:
+        return ServerProcess(command, events, max_message)
+
+    proxy = StdioProxy(make_link, make_session, max_message)
     watcher = PolicyWatcher(holder, ops.reloaded)
 
     async def main() -> int:

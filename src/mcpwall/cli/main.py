@@ -193,7 +193,8 @@ def _proxy(argv: list[str]) -> int:
 
     from mcpwall.app import OpsOptions, run_stdio
     from mcpwall.policy import PolicyInvalid
-    from mcpwall.proxy.stdio import DEFAULT_MAX_MESSAGE, ServerStartError
+    from mcpwall.proxy.child import ServerStartError
+    from mcpwall.proxy.stdio import DEFAULT_MAX_MESSAGE
 
     state = state_options(ns)
     ops = OpsOptions(

@@ -22,6 +22,11 @@ from mcpwall.policy.model import Policy
 log = logging.getLogger("mcpwall")
 
 Send = Callable[[bytes], None]
+# To the client: the message, and what it answers: the request id (a list of them for a
+# batch), None for mcpwall's own answer to a message without a usable id, or
+# SERVER_MESSAGE for a request or notification of the server's.
+Deliver = Callable[[bytes, Any], None]
+SERVER_MESSAGE = object()
 
 
 class Observer(Protocol):
@@ -73,7 +78,7 @@ class Session:
         policy: Callable[[], Policy],
         gate: Gate,
         to_server: Send,
-        to_client: Send,
+        to_client: Deliver,
         observers: Sequence[Observer] = (),
     ) -> None:
         self.id = session_id
@@ -204,7 +209,7 @@ class Session:
                 if _is_request(item)
             ]
             if answers:
-                self._to_client(jsonrpc.dumps(answers))
+                self._to_client(jsonrpc.dumps(answers), [a["id"] for a in answers])
             return
         forwarded: list[Any] = []
         held: list[dict[str, Any]] = []
@@ -223,7 +228,7 @@ class Session:
             # Forward exactly what was judged: the whole line if nothing was taken out.
             self._to_server(line if not held else jsonrpc.dumps(forwarded))
         if held and not batch.waiting:
-            self._to_client(jsonrpc.dumps(held))
+            self._to_client(jsonrpc.dumps(held), [answer["id"] for answer in held])
             held.clear()
 
     # -- server to client -------------------------------------------------------------
@@ -238,13 +243,13 @@ class Session:
             return
         if type(message) is dict:
             if "method" in message or "id" not in message:
-                self._to_client(line)  # a request or notification of the server
+                self._to_client(line, SERVER_MESSAGE)  # a request or notification
                 return
             rewritten, batch = self._server_response(message)
-            self._to_client(line if rewritten is None else jsonrpc.dumps(rewritten))
+            reply_to = message.get("id")
+            self._to_client(line if rewritten is None else jsonrpc.dumps(rewritten), reply_to)
             if batch is not None and batch.held and not batch.waiting:
-                self._to_client(jsonrpc.dumps(batch.held))
-                batch.held = []
+                self._flush_batch(batch)
         elif type(message) is list:
             self._server_batch(message, line)
         else:
@@ -314,7 +319,8 @@ class Session:
                 out.extend(batch.held)
                 batch.held = []
                 changed = True
-        self._to_client(jsonrpc.dumps(out) if changed else line)
+        answered = [item.get("id") for item in out if type(item) is dict and "method" not in item]
+        self._to_client(jsonrpc.dumps(out) if changed else line, answered)
 
     # -- endings ----------------------------------------------------------------------
 
@@ -336,8 +342,7 @@ class Session:
             )
             batch = self._batches.pop(request_id, None)
             if batch is not None and batch.held:
-                self._to_client(jsonrpc.dumps(batch.held))
-                batch.held = []
+                self._flush_batch(batch)
         return len(waiting)
 
     def refuse_oversize(self, limit: int) -> None:
@@ -351,7 +356,12 @@ class Session:
         )
 
     def _reply(self, message: dict[str, Any]) -> None:
-        self._to_client(jsonrpc.dumps(message))
+        self._to_client(jsonrpc.dumps(message), message.get("id"))
+
+    def _flush_batch(self, batch: _Batch) -> None:
+        """The answers mcpwall held for a batch, once nothing else of it is awaited."""
+        held, batch.held = batch.held, []
+        self._to_client(jsonrpc.dumps(held), [answer["id"] for answer in held])
 
     def _answered(self, decision: Decision, error: str | None) -> None:
         for observer in self._observers:

@@ -1,0 +1,72 @@
+"""Newline-delimited JSON-RPC framing, for stdio and any other byte stream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+_SMALL = 64 * 1024
+
+
+class LineFramer:
+    """Splits a byte stream into lines, each kept with its newline so that a relayed
+    line is written back in one piece. Lines of any size up to ``limit``."""
+
+    __slots__ = ("_discarding", "_limit", "_on_line", "_on_oversize", "_parts", "_size")
+
+    def __init__(
+        self, on_line: Callable[[bytes], None], limit: int, on_oversize: Callable[[], None]
+    ) -> None:
+        self._on_line = on_line
+        self._on_oversize = on_oversize
+        self._limit = limit
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._discarding = False
+
+    def feed(self, data: bytes) -> None:
+        start = 0
+        size = len(data)
+        find = data.find
+        while start < size:
+            end = find(b"\n", start)
+            if end < 0:
+                self._keep(data[start:] if start else data)
+                return
+            if self._discarding:
+                self._discarding = False
+            elif self._parts:
+                self._parts.append(data[start : end + 1])
+                line = b"".join(self._parts)
+                self._parts.clear()
+                self._size = 0
+                self._on_line(line)
+            else:
+                self._on_line(data if start == 0 and end + 1 == size else data[start : end + 1])
+            start = end + 1
+
+    def _keep(self, rest: bytes) -> None:
+        if self._discarding:
+            return
+        self._parts.append(rest)
+        self._size += len(rest)
+        if self._size > self._limit:
+            self._parts.clear()
+            self._size = 0
+            self._discarding = True
+            self._on_oversize()
+
+    def leftover(self) -> bytes:
+        """What came after the last newline (a line cut off by EOF)."""
+        rest = b"" if self._discarding else b"".join(self._parts)
+        self._parts.clear()
+        self._size = 0
+        return rest
+
+
+def line(data: bytes) -> bytes:
+    """``data`` ending with exactly one newline, copied only when one must be added."""
+    if data[-1:] == b"\n":
+        return data
+    if len(data) < _SMALL:
+        return data + b"\n"
+    return b"".join((data, b"\n"))
