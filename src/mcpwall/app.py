@@ -86,14 +86,33 @@ class Operations:
             self.metrics.close()
 
 
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """Where the server is: a command to run, or the URL of a remote one."""
+
+    command: list[str]
+    url: str | None = None
+    headers: dict[str, str] | None = None
+
+    def describe(self) -> str:
+        return self.url or " ".join(self.command)
+
+    def link(self, events: LinkEvents, max_message: int) -> ServerLink:
+        if self.url is not None:
+            from mcpwall.proxy.http_upstream import HttpUpstream
+
+            return HttpUpstream(self.url, self.headers or {}, events)
+        return ServerProcess(self.command, events, max_message)
+
+
 def run_stdio(
     policy_path: str,
-    command: list[str],
+    upstream: Upstream,
     state: StateOptions,
     ops_options: OpsOptions,
     max_message: int = DEFAULT_MAX_MESSAGE,
 ) -> int:
-    """Run the stdio proxy until the server exits; the exit status to use."""
+    """Run the stdio proxy until the server ends; the exit status to use."""
     holder = PolicyHolder(load_policy(policy_path))
     for warning in holder.current.warnings:
         log.warning("%s", warning)
@@ -101,13 +120,15 @@ def run_stdio(
     ops = Operations(ops_options, gate)
     session_id = uuid.uuid4().hex
     mode = "monitor mode (nothing is blocked)" if holder.current.monitor else "enforcing"
-    log.info("%s %s on %s (session %s)", mode, Path(policy_path).name, command[0], session_id)
+    log.info(
+        "%s %s on %s (session %s)", mode, Path(policy_path).name, upstream.describe(), session_id
+    )
 
     def make_session(to_server: Send, to_client: Deliver) -> Session:
         return Session(session_id, holder, gate, to_server, to_client, ops.observers)
 
     def make_link(events: LinkEvents) -> ServerLink:
-        return ServerProcess(command, events, max_message)
+        return upstream.link(events, max_message)
 
     proxy = StdioProxy(make_link, make_session, max_message)
     watcher = PolicyWatcher(holder, ops.reloaded)
@@ -118,7 +139,7 @@ def run_stdio(
             ops.audit.startup(
                 policy=str(Path(policy_path).resolve()),
                 policy_sha256=holder.current.digest,
-                command=command,
+                upstream=upstream.describe(),
                 transport="stdio",
                 session=session_id,
                 state=state.describe(),

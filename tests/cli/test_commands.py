@@ -77,7 +77,7 @@ def test_check_says_allowed_or_denied_by_exit_status(
     ("args", "sentence"),
     [
         (["-c", "missing.yaml", "--", "true"], "cannot read the policy file"),
-        (["-c", "p.yaml"], "no server command"),
+        (["-c", "p.yaml"], "no server: put its command after --"),
         (["--", "true"], "a policy is required"),
         (
             ["-c", "p.yaml", "--state-dir", "a", "--state-dsn", "memory:", "--", "true"],

@@ -119,6 +119,10 @@ def setup_logging(level: str) -> None:
         level={"warn": "WARNING"}.get(level, level.upper()),
         format="%(asctime)s mcpwall %(levelname)s: %(message)s",
     )
+    if level != "debug":
+        # The HTTP libraries log every request at INFO: noise, unless debugging.
+        for name in ("httpx", "httpcore", "uvicorn", "uvicorn.access", "uvicorn.error"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _proxy(argv: list[str]) -> int:
@@ -144,6 +148,18 @@ def _proxy(argv: list[str]) -> int:
     )
     parser.add_argument(
         "--transport", choices=("stdio",), default="stdio", help="how the client connects (stdio)"
+    )
+    parser.add_argument(
+        "--upstream",
+        metavar="URL",
+        help="a remote MCP server (Streamable HTTP, or legacy HTTP+SSE) instead of a command",
+    )
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a header for every request to --upstream (repeatable)",
     )
     parser.add_argument(
         "--max-message-size",
@@ -184,14 +200,16 @@ def _proxy(argv: list[str]) -> int:
     if not ns.config:
         parser.print_usage(sys.stderr)
         raise UserError("a policy is required: -c POLICY")
-    if not command:
+    if command and ns.upstream:
+        raise UserError("give either --upstream URL or a command after --, not both")
+    if not command and not ns.upstream:
         raise UserError(
-            "no server command: put it after --, e.g. mcpwall -c policy.yaml "
-            "-- npx -y some-mcp-server"
+            "no server: put its command after --, e.g. mcpwall -c policy.yaml "
+            "-- npx -y some-mcp-server, or give --upstream URL"
         )
     setup_logging(ns.log_level)
 
-    from mcpwall.app import OpsOptions, run_stdio
+    from mcpwall.app import OpsOptions, Upstream, run_stdio
     from mcpwall.policy import PolicyInvalid
     from mcpwall.proxy.child import ServerStartError
     from mcpwall.proxy.stdio import DEFAULT_MAX_MESSAGE
@@ -201,7 +219,10 @@ def _proxy(argv: list[str]) -> int:
         ns.events_dir, ns.log_args, ns.events_retention_days, ns.metrics_port, ns.metrics_bind
     )
     try:
-        return run_stdio(ns.config, command, state, ops, ns.max_message_size or DEFAULT_MAX_MESSAGE)
+        upstream = Upstream(command, ns.upstream, _headers(ns.header))
+        return run_stdio(
+            ns.config, upstream, state, ops, ns.max_message_size or DEFAULT_MAX_MESSAGE
+        )
     except PolicyInvalid as exc:
         for error in exc.errors:
             print(f"{error}" + (f"\n    hint: {error.hint}" if error.hint else ""), file=sys.stderr)
@@ -212,3 +233,13 @@ def _proxy(argv: list[str]) -> int:
     except ServerStartError as exc:
         print(f"mcpwall: error: {exc}", file=sys.stderr)
         return 127
+
+
+def _headers(pairs: list[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for pair in pairs:
+        name, colon, value = pair.partition(":")
+        if not colon or not name.strip():
+            raise UserError(f"--header must be 'Name: value', got {pair!r}")
+        headers[name.strip()] = value.strip()
+    return headers
