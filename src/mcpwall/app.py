@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcpwall.engine.gate import Gate
 from mcpwall.ops.reload import PolicyHolder, PolicyWatcher
@@ -20,6 +21,9 @@ from mcpwall.proxy.link import LinkEvents, ServerLink
 from mcpwall.proxy.relay import Deliver, Observer, Send, Session
 from mcpwall.proxy.stdio import DEFAULT_MAX_MESSAGE, StdioProxy
 from mcpwall.state import open_store
+
+if TYPE_CHECKING:
+    from mcpwall.proxy.http_listener import ListenerOptions
 
 log = logging.getLogger("mcpwall")
 
@@ -97,11 +101,16 @@ class Upstream:
     def describe(self) -> str:
         return self.url or " ".join(self.command)
 
-    def link(self, events: LinkEvents, max_message: int) -> ServerLink:
+    def link(
+        self,
+        events: LinkEvents,
+        max_message: int,
+        client_headers: dict[str, str] | None = None,
+    ) -> ServerLink:
         if self.url is not None:
             from mcpwall.proxy.http_upstream import HttpUpstream
 
-            return HttpUpstream(self.url, self.headers or {}, events)
+            return HttpUpstream(self.url, self.headers or {}, events, client_headers)
         return ServerProcess(self.command, events, max_message)
 
 
@@ -168,3 +177,63 @@ def run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
     except ImportError:
         return asyncio.run(main())
     return uvloop.run(main())
+
+
+def run_http(
+    policy_path: str,
+    upstream: Upstream,
+    state: StateOptions,
+    ops_options: OpsOptions,
+    listener: ListenerOptions,
+) -> int:
+    """Serve Streamable HTTP to many clients until stopped (SIGINT, SIGTERM)."""
+    from mcpwall.proxy.http_listener import HttpListener
+
+    holder = PolicyHolder(load_policy(policy_path))
+    for warning in holder.current.warnings:
+        log.warning("%s", warning)
+    gate = state.gate()
+    ops = Operations(ops_options, gate)
+
+    def make_backend(events: LinkEvents, client_headers: dict[str, str]) -> ServerLink:
+        return upstream.link(events, listener.max_message, client_headers)
+
+    def make_session(label: str, to_server: Send, to_client: Deliver) -> Session:
+        return Session(label, holder, gate, to_server, to_client, ops.observers)
+
+    server = HttpListener(listener, make_backend, make_session)
+    watcher = PolicyWatcher(holder, ops.reloaded)
+
+    def started(port: int) -> None:
+        host = f"[{listener.bind}]" if ":" in listener.bind else listener.bind
+        # Essential output, whatever the log level: where to connect.
+        sys.stderr.write(f"mcpwall listening on http://{host}:{port}/mcp\n")
+        sys.stderr.flush()
+        mode = "monitor mode (nothing is blocked)" if holder.current.monitor else "enforcing"
+        log.info("%s %s on %s", mode, Path(policy_path).name, upstream.describe())
+        if ops.audit is not None:
+            ops.audit.startup(
+                policy=str(Path(policy_path).resolve()),
+                policy_sha256=holder.current.digest,
+                upstream=upstream.describe(),
+                transport=f"http://{host}:{port}/mcp",
+                state=state.describe(),
+                fail_mode="open" if state.fail_open else "closed",
+            )
+
+    async def main() -> int:
+        watcher.start()
+        code = 1
+        try:
+            code = await server.serve(started)
+        finally:
+            watcher.stop()
+            if ops.audit is not None:
+                ops.audit.shutdown(code)
+        return code
+
+    try:
+        return run_loop(main)
+    finally:
+        ops.close()
+        gate.close()

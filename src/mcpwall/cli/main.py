@@ -11,12 +11,14 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mcpwall import __version__
 
 if TYPE_CHECKING:
     from mcpwall.app import StateOptions
+    from mcpwall.proxy.http_listener import ListenerOptions
 
 SUBCOMMANDS = {
     "validate": ("mcpwall.cli.validate", "check a policy file and report every error"),
@@ -147,7 +149,11 @@ def _proxy(argv: list[str]) -> int:
         help="what mcpwall logs to stderr (default: info)",
     )
     parser.add_argument(
-        "--transport", choices=("stdio",), default="stdio", help="how the client connects (stdio)"
+        "--transport",
+        choices=("stdio", "http"),
+        default="stdio",
+        help="how clients connect: stdio (one client, the default) or http (Streamable "
+        "HTTP, many clients)",
     )
     parser.add_argument(
         "--upstream",
@@ -170,6 +176,54 @@ def _proxy(argv: list[str]) -> int:
     )
     parser.add_argument("--version", action="version", version=f"mcpwall {__version__}")
     add_state_options(parser)
+    http = parser.add_argument_group("HTTP listener (--transport http)")
+    http.add_argument(
+        "--bind",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address to listen on (default: 127.0.0.1)",
+    )
+    http.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        metavar="N",
+        help="port to listen on (default: a free one, printed at start)",
+    )
+    http.add_argument(
+        "--auth-token-file",
+        metavar="FILE",
+        help="require Authorization: Bearer with one of the tokens in FILE (one per line)",
+    )
+    http.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a Host name clients may use (repeatable; default: the loopback "
+        "names when bound to loopback)",
+    )
+    http.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser Origin allowed besides the allowed hosts (repeatable)",
+    )
+    http.add_argument(
+        "--session-header",
+        metavar="NAME",
+        help="for stateless 2026-07-28 clients: the header that identifies "
+        "an agent session (default: its bearer token)",
+    )
+    http.add_argument(
+        "--forward-header",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a client header to pass on to --upstream, e.g. Authorization "
+        "(repeatable; by default none is)",
+    )
     ops = parser.add_argument_group("operations")
     ops.add_argument(
         "--events-dir", metavar="DIR", help="where the audit log goes (default: ~/.mcpwall/events)"
@@ -218,11 +272,14 @@ def _proxy(argv: list[str]) -> int:
     ops = OpsOptions(
         ns.events_dir, ns.log_args, ns.events_retention_days, ns.metrics_port, ns.metrics_bind
     )
+    max_message = ns.max_message_size or DEFAULT_MAX_MESSAGE
     try:
         upstream = Upstream(command, ns.upstream, _headers(ns.header))
-        return run_stdio(
-            ns.config, upstream, state, ops, ns.max_message_size or DEFAULT_MAX_MESSAGE
-        )
+        if ns.transport == "http":
+            from mcpwall.app import run_http
+
+            return run_http(ns.config, upstream, state, ops, _listener(ns, max_message))
+        return run_stdio(ns.config, upstream, state, ops, max_message)
     except PolicyInvalid as exc:
         for error in exc.errors:
             print(f"{error}" + (f"\n    hint: {error.hint}" if error.hint else ""), file=sys.stderr)
@@ -243,3 +300,27 @@ def _headers(pairs: list[str]) -> dict[str, str]:
             raise UserError(f"--header must be 'Name: value', got {pair!r}")
         headers[name.strip()] = value.strip()
     return headers
+
+
+def _listener(ns: argparse.Namespace, max_message: int) -> ListenerOptions:
+    from mcpwall.proxy.http_listener import ListenerOptions
+
+    tokens: frozenset[str] = frozenset()
+    if ns.auth_token_file:
+        try:
+            lines = Path(ns.auth_token_file).read_text().splitlines()
+        except OSError as exc:
+            raise UserError(f"cannot read --auth-token-file: {exc.strerror or exc}") from None
+        tokens = frozenset(line.strip() for line in lines if line.strip())
+        if not tokens:
+            raise UserError(f"--auth-token-file {ns.auth_token_file} holds no token")
+    return ListenerOptions(
+        bind=ns.bind,
+        port=ns.port,
+        auth_tokens=tokens,
+        allowed_hosts=tuple(ns.allowed_host),
+        allowed_origins=tuple(ns.allowed_origin),
+        session_header=ns.session_header,
+        forward_headers=tuple(ns.forward_header),
+        max_message=max_message,
+    )

@@ -20,7 +20,7 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urljoin
 
@@ -48,10 +48,19 @@ class UpstreamGone(Exception):
 class HttpUpstream:
     """A ServerLink to a remote server."""
 
-    def __init__(self, url: str, headers: dict[str, str], events: LinkEvents) -> None:
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str],
+        events: LinkEvents,
+        client_headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.url = url
         self.events = events
-        self._headers = headers
+        # --header values, and the client's own headers that --forward-header names,
+        # as they were on its latest request.
+        self._static_headers = headers
+        self._client_headers = client_headers or {}
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(CONNECT_TIMEOUT, read=None),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
@@ -69,6 +78,10 @@ class HttpUpstream:
 
     async def start(self) -> None:
         return None  # connections are made by the first message
+
+    @property
+    def _headers(self) -> dict[str, str]:
+        return {**self._client_headers, **self._static_headers}
 
     # -- ServerLink: sending --------------------------------------------------------------
 
