@@ -60,7 +60,7 @@ class HttpUpstream:
         # --header values, and the client's own headers that --forward-header names,
         # as they were on its latest request.
         self._static_headers = headers
-        self._client_headers = client_headers or {}
+        self._client_headers = client_headers if client_headers is not None else {}
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(CONNECT_TIMEOUT, read=None),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),

@@ -1,0 +1,111 @@
+"""Starting HTTP servers for the tests: mcpwall's listener, and test servers on free
+ports, each waited for and stopped at the end."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.conftest import MCPWALL
+
+TIMEOUT = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the server exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+@contextmanager
+def serving(
+    command: list[str], port: int, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A test server (not mcpwall) listening on ``port``."""
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=TIMEOUT)
+
+
+class Listener:
+    """mcpwall --transport http as a process; ``url`` once it listens."""
+
+    def __init__(self, policy: Path, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [MCPWALL, "-c", str(policy), "--transport", "http", "--state-dsn", "memory:", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.log: list[str] = []
+        self.url = ""
+        found = threading.Event()
+
+        def read() -> None:
+            assert self.process.stderr is not None
+            for line in self.process.stderr:
+                self.log.append(line)
+                match = re.search(r"listening on (http://\S+)", line)
+                if match:
+                    self.url = match.group(1)
+                    found.set()
+            found.set()
+
+        self._reader = threading.Thread(target=read, daemon=True)
+        self._reader.start()
+        if not found.wait(TIMEOUT) or not self.url:
+            self.stop()
+            raise AssertionError("mcpwall did not start listening:\n" + "".join(self.log))
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.log)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=TIMEOUT)
+        self._reader.join(timeout=TIMEOUT)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        return code
+
+
+@contextmanager
+def listener(policy: Path, *args: str) -> Iterator[Listener]:
+    started = Listener(policy, *args)
+    try:
+        yield started
+    finally:
+        started.stop()
