@@ -48,10 +48,11 @@ class Counts:
     startup: int = 10
     denied: int = 5000
     scaling: int = 2000
+    http: int = 2000
 
     @classmethod
     def quick(cls) -> Counts:
-        return cls(200, 500, 3, 2, 2, 200, 100)
+        return cls(200, 500, 3, 2, 2, 200, 100, 100)
 
 
 @dataclass
@@ -118,6 +119,7 @@ def redis_server(scratch: Path) -> Iterator[str | None]:
 class Results:
     rows: dict[str, dict[str, float]] = field(default_factory=dict)
     scaling: dict[str, dict[str, float]] = field(default_factory=dict)
+    http: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def put(self, metric: str, setup: str, value: float) -> None:
         self.rows.setdefault(metric, {})[setup] = value
@@ -245,6 +247,117 @@ def startup(command: list[str], count: int) -> float:
     return statistics.median(times) * 1000
 
 
+HTTP_SERVER = [sys.executable, str(HERE / "http_server.py")]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def listening(command: list[str], port: int) -> Iterator[str]:
+    """A process serving HTTP on ``port``, until the block ends."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(500):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def http_calls(url: str, count: int) -> list[float]:
+    """Sequential tools/call round trips over one keep-alive connection, in µs."""
+    import httpx
+
+    headers = {"Accept": "application/json", "Content-Type": "application/json"}
+    with httpx.Client(timeout=10) as client:
+        init = client.post(
+            url,
+            headers=headers,
+            content=json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 0,
+                    "method": "initialize",
+                    "params": {
+                        "protocolVersion": "2025-11-25",
+                        "capabilities": {},
+                        "clientInfo": {"name": "bench", "version": "1"},
+                    },
+                }
+            ),
+        )
+        headers["Mcp-Session-Id"] = init.headers.get("mcp-session-id", "")
+        client.post(
+            url, headers=headers, content=b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
+        )
+        bodies = [
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": n,
+                    "method": "tools/call",
+                    "params": {"name": "echo", "arguments": CHARGE},
+                }
+            ).encode()
+            for n in range(1, count + max(50, count // 10) + 1)
+        ]
+        samples = []
+        clock = time.perf_counter_ns
+        for index, body in enumerate(bodies):
+            start = clock()
+            client.post(url, headers=headers, content=body).raise_for_status()
+            if index >= len(bodies) - count:  # after the warm-up
+                samples.append((clock() - start) / 1000)
+    return samples
+
+
+def measure_http(counts: Counts, scratch: Path, progress: Progress) -> dict[str, dict[str, float]]:
+    """The same calls over HTTP: to the server, through mcpwall's listener in front of it
+    (HTTP upstream), and through the listener in front of the stdio server."""
+    policy = scratch / "http-allow-all.yaml"
+    policy.write_text(policies.ALLOW_ALL)
+    wall = [
+        *MCPWALL,
+        "-c",
+        str(policy),
+        "--state-dsn",
+        "memory:",
+        "--events-dir",
+        str(scratch / "events"),
+        "--log-level",
+        "error",
+        "--transport",
+        "http",
+    ]
+    figures: dict[str, dict[str, float]] = {}
+    server_port = free_port()
+    with listening([*HTTP_SERVER, str(server_port)], server_port) as server_url:
+        progress.step("HTTP: direct")
+        figures["direct (HTTP server)"] = _summary(http_calls(server_url, counts.http))
+        port = free_port()
+        with listening([*wall, "--port", str(port), "--upstream", server_url], port) as url:
+            progress.step("HTTP: listener, HTTP upstream")
+            figures["mcpwall listener → HTTP upstream"] = _summary(http_calls(url, counts.http))
+    port = free_port()
+    with listening([*wall, "--port", str(port), "--", *SERVER], port) as url:
+        progress.step("HTTP: listener, stdio server")
+        figures["mcpwall listener → stdio server"] = _summary(http_calls(url, counts.http))
+    return figures
+
+
+def _summary(samples: list[float]) -> dict[str, float]:
+    return {"p50": percentile(samples, 0.5), "p99": percentile(samples, 0.99)}
+
+
 def percentile(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
@@ -283,7 +396,7 @@ def measure(counts: Counts, scratch: Path, redis_url: str | None) -> Results:
         + [(f"{n} rules on one tool", policies.many_rules(n), "tool_0") for n in (1, 10, 100)]
         + [(f"{n} hidden globs", policies.many_hidden(n), "tool_0") for n in (1, 10, 100)]
     )
-    progress = Progress(len(setups) * 6 + len(scaling) + 2)
+    progress = Progress(len(setups) * 6 + len(scaling) + 5)
     for setup in setups:
         command = setup.command(scratch)
         tool = policies.REALISTIC_TOOL if setup.realistic else "echo"
@@ -330,6 +443,7 @@ def measure(counts: Counts, scratch: Path, redis_url: str | None) -> Results:
     with peer(SERVER) as proc:
         samples = sequential(proc, partial(call_line, proc, "tool_0", {"n": 1}), counts.scaling)
     results.scaling["direct"] = {"p50": percentile(samples, 0.5), "p99": percentile(samples, 0.99)}
+    results.http = measure_http(counts, scratch, progress)
     progress.end()
     return results
 
@@ -371,9 +485,23 @@ def render(results: Results) -> str:
                 _fmt(values["p50"] - base, signed=True),
                 _fmt(values["p99"]),
             )
+    http = Table(title="Over HTTP (sequential tools/call, one keep-alive connection, µs)")
+    http.add_column("path")
+    for column in ("p50", "added p50", "p99", "added p99"):
+        http.add_column(column, justify="right")
+    direct = results.http.get("direct (HTTP server)", {})
+    for label, values in results.http.items():
+        http.add_row(
+            label,
+            _fmt(values["p50"]),
+            _fmt(values["p50"] - direct["p50"], signed=True),
+            _fmt(values["p99"]),
+            _fmt(values["p99"] - direct["p99"], signed=True),
+        )
     console = Console(width=180, record=True)
     console.print(table)
     console.print(scaling)
+    console.print(http)
     return console.export_text()
 
 
@@ -411,6 +539,7 @@ def main() -> int:
                 "cpus": os.cpu_count(),
                 "rows": results.rows,
                 "scaling": results.scaling,
+                "http": results.http,
             },
             indent=2,
         )
