@@ -22,12 +22,14 @@ SUBCOMMANDS = {
     "validate": ("mcpwall.cli.validate", "check a policy file and report every error"),
     "check": ("mcpwall.cli.check", "evaluate one tool call against a policy, without a server"),
     "demo": ("mcpwall.cli.demo", "watch mcpwall judge a scripted agent session"),
+    "scan": ("mcpwall.cli.scan", "list and classify a server's tools; write a policy scaffold"),
+    "catalog": ("mcpwall.cli.catalog", "what a known server's tools do, their risk, our rules"),
 }
 
 EXIT_USAGE = 2
 
 _PROXY_USAGE = """mcpwall -c POLICY [options] -- COMMAND [ARGS...]
-       mcpwall {validate,check,demo} ..."""
+       mcpwall {validate,check,demo,scan,catalog} ..."""
 
 _PROXY_EPILOG = (
     """commands:
