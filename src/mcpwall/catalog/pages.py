@@ -282,7 +282,7 @@ def _policy(tool: str, rules: str, default_deny: bool = False) -> str:
     if default_deny:
         head += "default: deny\n"
     if not rules:
-        return head + f"hide: [{tool}]\n"
+        return head + f"hide: [{tool}]\ntools: {{}}\n"
     body = textwrap.indent(rules.rstrip("\n") + "\n", "      ")
     return head + f"tools:\n  {tool}:\n    rules:\n{body}"
 

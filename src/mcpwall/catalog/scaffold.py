@@ -50,18 +50,19 @@ _GROUP_HEADINGS = {
     Category.READ: "Read: allowed; High-risk reads are rate-limited, restrict their arguments",
     Category.WRITE: "Write: allowed, rate-limited per agent session",
     Category.DESTRUCTIVE: "Destructive: denied until someone reviews them",
-    Category.FINANCIAL: "Financial: denied; to allow one, cap what it can spend (example below)",
+    Category.FINANCIAL: "Financial: denied; to allow one, cap what it can spend",
 }
 _SPEND_CAP_EXAMPLE = """\
-# A spend cap, for a tool whose amount argument is in cents:
-#   create_charge:
+# A spend cap, if its amount argument is in cents: each call at most $500.00, and at
+# most $10,000.00 a day (in place of the entry below):
+#   {tool}:
 #     rules:
-#       - name: max single charge
-#         conditions: [{path: args.amount, op: lte, value: 50000}]
-#         on_deny: "A single charge cannot exceed $500.00"
+#       - name: max single amount
+#         conditions: [{{path: args.amount, op: lte, value: 50000}}]
+#         on_deny: "A single amount cannot exceed $500.00"
 #       - name: daily spend cap
-#         conditions: [{path: state.create_charge.daily_spend, op: lte, value: 1000000}]
-#         state: {counter: daily_spend, window: day, increment_from: args.amount}
+#         conditions: [{{path: state.{tool}.daily_spend, op: lte, value: 1000000}}]
+#         state: {{counter: daily_spend, window: day, increment_from: args.amount}}
 """
 _SESSION_CEILING = (120, 60)
 
@@ -98,8 +99,6 @@ def scaffold(result: ScanResult) -> str:
         if not group:
             continue
         out.append(f"  # -- {_GROUP_HEADINGS[category]}")
-        if category is Category.FINANCIAL:
-            out += textwrap.indent(_SPEND_CAP_EXAMPLE, "  ").rstrip("\n").split("\n")
         for tool in group:
             out += _entry(tool, result)
         out.append("")
@@ -137,7 +136,11 @@ def _header(result: ScanResult, server: str) -> str:
 
 
 def _entry(tool: ScannedTool, result: ScanResult) -> list[str]:
-    lines = [*_comment(_verdict(tool), "  "), f"  {_key(tool.name)}:"]
+    lines = _comment(_verdict(tool), "  ")
+    if tool.category is Category.FINANCIAL:
+        example = _SPEND_CAP_EXAMPLE.format(tool=_key(tool.name))
+        lines += textwrap.indent(example, "  ").rstrip("\n").split("\n")
+    lines.append(f"  {_key(tool.name)}:")
     for flag in tool.flags:
         lines += _comment(f"FLAGGED: {flag}", "    ")
     if tool.catalogued is not None and result.catalogue is not None:

@@ -122,27 +122,38 @@ def _scanned(tool: Mapping[str, Any], catalogue: CatalogServer | None) -> Scanne
 # -- the connection ---------------------------------------------------------------------
 
 
+@dataclass
+class _Witness:
+    """What the transport saw that the SDK does not pass on: the server's stderr, and
+    the last HTTP error status (the SDK turns a 401 into a generic error)."""
+
+    server_stderr: TextIO
+    http_error: str | None = None
+
+
 async def _list_tools(
     target: Target, timeout: float, progress: Callable[[str], None]
 ) -> tuple[str, str, str, list[dict[str, Any]]]:
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as server_stderr:
+        witness = _Witness(server_stderr)
         try:
-            return await _session(target, timeout, progress, server_stderr)
+            return await _session(target, timeout, progress, witness)
         except ScanError:
             raise
         except BaseException as exc:
-            raise _explained(exc, target, timeout, server_stderr) from None
+            raise _explained(exc, target, timeout, witness) from None
 
 
 async def _session(
-    target: Target, timeout: float, progress: Callable[[str], None], server_stderr: TextIO
+    target: Target, timeout: float, progress: Callable[[str], None], witness: _Witness
 ) -> tuple[str, str, str, list[dict[str, Any]]]:
     import anyio
     from mcp import Client
 
-    progress(f"connecting to {target.describe()}")
+    where = target.describe()
+    progress(f"connecting to {where if len(where) <= 50 else where[:47] + '...'}")
     with anyio.fail_after(timeout):
-        async with Client(_transport(target, server_stderr)) as client:
+        async with Client(_transport(target, witness)) as client:
             info = client.server_info
             name = info.name if info else ""
             version = info.version if info else ""
@@ -170,7 +181,7 @@ async def _session(
     raise ScanError(f"the server's tools/list pagination did not end within {MAX_PAGES} pages")
 
 
-def _transport(target: Target, server_stderr: TextIO) -> Any:
+def _transport(target: Target, witness: _Witness) -> Any:
     import os
 
     from mcp import StdioServerParameters
@@ -181,17 +192,23 @@ def _transport(target: Target, server_stderr: TextIO) -> Any:
         params = StdioServerParameters(
             command=target.command[0], args=list(target.command[1:]), env=dict(os.environ)
         )
-        return stdio_client(params, errlog=server_stderr)
+        return stdio_client(params, errlog=witness.server_stderr)
     import httpx2
 
+    async def note_errors(response: httpx2.Response) -> None:
+        if response.status_code >= 400:
+            witness.http_error = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+
     client = httpx2.AsyncClient(
-        headers=dict(target.headers), timeout=httpx2.Timeout(30.0, read=300.0)
+        headers=dict(target.headers),
+        timeout=httpx2.Timeout(30.0, read=300.0),
+        event_hooks={"response": [note_errors]},
     )
     return streamable_http_client(target.url, http_client=client)
 
 
 def _explained(
-    exc: BaseException, target: Target, timeout: float, server_stderr: TextIO
+    exc: BaseException, target: Target, timeout: float, witness: _Witness
 ) -> BaseException:
     """The failure as one sentence, or the exception itself if it is not the user's."""
     import httpx2
@@ -210,7 +227,9 @@ def _explained(
     if isinstance(cause, httpx2.HTTPError):
         return ScanError(f"cannot connect to {where}: {cause}")
     if isinstance(cause, MCPError):
-        said = _last_line(server_stderr)
+        if witness.http_error is not None:
+            return ScanError(f"{where} answered {witness.http_error}")
+        said = _last_line(witness.server_stderr)
         if target.url is None and "closed" in str(cause.error.message).lower():
             return ScanError(
                 "the MCP server closed the connection before listing its tools"
