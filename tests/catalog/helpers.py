@@ -17,6 +17,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 POLICIES = ROOT / "policies"
 PAGED_SERVER = [sys.executable, str(HERE / "servers" / "paged.py")]
+DRIFTED_SERVER = [sys.executable, str(HERE / "servers" / "drifted.py")]
 
 ALL_TOOLSETS = "config,core,helm,kcp,kiali,kubevirt,netobserv,tekton"
 

@@ -129,3 +129,10 @@ def test_unknown_names_are_one_sentence(args: list[str], sentence: str) -> None:
     assert result.returncode == 2
     assert result.stderr == f"mcpwall: error: {sentence}\n"
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("command", ["scan", "catalog"])
+def test_the_new_commands_have_help_and_are_listed(command: str) -> None:
+    result = mcpwall(command, "--help")
+    assert result.returncode == 0 and result.stdout.startswith(f"usage: mcpwall {command}")
+    assert f"  {command} " in mcpwall("--help").stdout

@@ -173,3 +173,13 @@ def test_the_verdict_as_json_carries_every_signal() -> None:
     body = verdict({"name": "pods_delete", "annotations": {"destructiveHint": True}}).as_json()
     assert body["category"] == "Destructive"
     assert {s["source"] for s in body["signals"]} >= {"readOnlyHint", "destructiveHint", "name"}
+
+
+def test_a_tool_that_only_says_it_is_not_read_only_is_taken_as_destructive() -> None:
+    # destructiveHint defaults to true: a "create" name does not talk that down.
+    result = verdict({"name": "create_issue", "annotations": {"readOnlyHint": False}})
+    assert (result.category, result.risk) == (Category.DESTRUCTIVE, Risk.HIGH)
+    assert result.flags == (
+        'the name ("create") says Write, but the annotations (destructiveHint: absent '
+        "(the spec's default: true)) say Destructive",
+    )

@@ -150,3 +150,18 @@ def test_scan_over_streamable_http(tmp_path: Path) -> None:
         server.wait(timeout=10)
     assert {tool["name"] for tool in body["tools"]} == set(CATALOGUE.tools)
     assert body["server"]["target"] == f"http://127.0.0.1:{port}/mcp"
+
+
+def test_the_servers_own_switches_leave_what_the_catalogue_says(tmp_path: Path) -> None:
+    def listed(*flags: str) -> set[str]:
+        command = kubernetes_command(tmp_path, "--toolsets", ALL_TOOLSETS, *flags)
+        return {
+            t["name"] for t in mcpwall_json("scan", "--format", "json", "--", *command)["tools"]
+        }
+
+    read_only = listed("--read-only")
+    assert {"configuration_view", "resources_get", "resources_list"} <= read_only
+    assert "vm_clone" not in read_only
+    kept = listed("--disable-destructive")
+    assert {"pods_run", "helm_install", "tekton_pipeline_start", "tekton_task_start"} <= kept
+    assert "tekton_taskrun_restart" in kept and "vm_clone" not in kept

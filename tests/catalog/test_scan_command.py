@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.catalog.helpers import (
+    DRIFTED_SERVER,
     PAGED_SERVER,
     free_port,
     mcpwall,
@@ -43,6 +44,26 @@ def test_scan_follows_pagination_and_classifies_every_tool() -> None:
     flagged = {t["name"]: t["flags"] for t in body["tools"] if t["flags"]}
     assert set(flagged) == {"delete_everything", "export_users"}
     assert "readOnlyHint: true" in flagged["delete_everything"][0]
+
+
+def test_a_server_that_drifted_from_its_catalogue_entry_is_flagged() -> None:
+    body = mcpwall_json("scan", "--format", "json", "--", *DRIFTED_SERVER)
+    assert body["catalogue"] == {"server": "kubernetes-mcp-server", "version": "v0.0.67"}
+    tools = {t["name"]: t for t in body["tools"]}
+    clone = tools["vm_clone"]
+    assert (clone["category"], clone["risk"], clone["classified_by"]) == (
+        "Write",
+        "Medium",
+        "catalogue",
+    )
+    assert clone["flags"][0] == "the server declares readOnlyHint true, the v0.0.67 catalogue false"
+    evict = tools["pods_evict"]
+    assert (evict["category"], evict["classified_by"]) == ("Destructive", "classifier")
+    assert evict["flags"] == [
+        "not in the kubernetes-mcp-server v0.0.67 catalogue: a newer tool, classified from "
+        "what it declares"
+    ]
+    assert len(body["not_offered"]) == 51
 
 
 def test_the_scaffold_validates_and_treats_each_category_as_documented(tmp_path: Path) -> None:

@@ -40,8 +40,8 @@ class Risk(StrEnum):
     def level(self) -> int:
         return _RISK_ORDER.index(self)
 
-    def raised(self, steps: int = 1) -> Risk:
-        return _RISK_ORDER[min(self.level + steps, len(_RISK_ORDER) - 1)]
+    def raised(self) -> Risk:
+        return _RISK_ORDER[min(self.level + 1, len(_RISK_ORDER) - 1)]
 
 
 _RISK_ORDER = (Risk.LOW, Risk.MEDIUM, Risk.HIGH, Risk.CRITICAL)
@@ -53,7 +53,7 @@ CAUTION_ORDER = (
     Category.FINANCIAL,
     Category.EXECUTE,
 )
-BASE_RISK = {
+_BASE_RISK = {
     Category.READ: Risk.LOW,
     Category.WRITE: Risk.MEDIUM,
     Category.DESTRUCTIVE: Risk.HIGH,
@@ -67,25 +67,20 @@ class ToolFacts:
     """What a server declares about one tool, as tools/list sends it."""
 
     name: str
-    title: str | None = None
-    description: str | None = None
+    description: str | None = None  # None: not known (the catalogue keeps no copy)
     annotations: Mapping[str, Any] | None = None
     parameters: Mapping[str, Mapping[str, Any]] | None = None  # name -> JSON schema
-    required: frozenset[str] = frozenset()
 
     @classmethod
     def from_wire(cls, tool: Mapping[str, Any]) -> ToolFacts:
         schema = tool.get("inputSchema") or {}
         properties = schema.get("properties") if isinstance(schema, Mapping) else None
-        required = schema.get("required") if isinstance(schema, Mapping) else None
         annotations = tool.get("annotations")
         return cls(
             name=str(tool["name"]),
-            title=tool.get("title") or (annotations or {}).get("title"),
             description=str(tool.get("description") or ""),
             annotations=annotations if isinstance(annotations, Mapping) else None,
             parameters=properties if isinstance(properties, Mapping) else {},
-            required=frozenset(required if isinstance(required, list) else ()),
         )
 
 
@@ -141,7 +136,7 @@ def classify(tool: ToolFacts) -> Classification:
     ]
     category, reasons = _category(signals)
     flags = _flags(signals, category)
-    risk = BASE_RISK[category]
+    risk = _BASE_RISK[category]
     reasons.append(f"{category} tools start at {risk} risk")
     for signal in signals:
         if signal.raises_risk is None:
@@ -495,11 +490,13 @@ def _schema_type(schema: Mapping[str, Any]) -> str:
 
 
 def _claims(signals: list[Signal]) -> dict[str, Signal]:
-    """Each family's most cautious declared claim: the annotations, the name, the
-    description and the input schema each speak with one voice."""
+    """Each family's most cautious claim: the annotations, the name, the description and
+    the input schema each speak with one voice. A family speaks if it declared anything;
+    then the spec's defaults fill its gaps (readOnlyHint false alone means destructive)."""
+    speaking = {signal.family for signal in signals if signal.declared}
     voices: dict[str, Signal] = {}
     for signal in signals:
-        if signal.claim is None or not signal.declared:
+        if signal.claim is None or signal.family not in speaking:
             continue
         current = voices.get(signal.family)
         if current is None or _caution(signal) > _caution(current):
@@ -523,20 +520,16 @@ def _category(signals: list[Signal]) -> tuple[Category, list[str]]:
             verb = "say" if len(names) > 1 or names[0] == _voice(_ANNOTATIONS) else "says"
             return chosen.claim, [f"{said} {verb} {chosen.claim}"]
         return chosen.claim, [f"the most cautious claim wins: {_said(chosen)} {chosen.claim}"]
-    defaults = [s for s in signals if s.claim is not None]
-    if defaults:
-        chosen = max(defaults, key=_caution)
-        assert chosen.claim is not None
-        return chosen.claim, [
-            f"nothing declared says what it does; the spec's defaults say {chosen.claim}"
-        ]
-    return Category.DESTRUCTIVE, [
-        "nothing says what it does; the MCP spec's defaults assume it may destroy"
+    # Nothing was declared: the annotations' "none declared" signal carries the defaults.
+    chosen = max((s for s in signals if s.claim is not None), key=_caution)
+    assert chosen.claim is not None
+    return chosen.claim, [
+        f"nothing declared says what it does; the spec's defaults say {chosen.claim}"
     ]
 
 
 def _said(signal: Signal) -> str:
-    """ "the name ("clone") says", "the annotations (destructiveHint: true) say"."""
+    """A voice as a reason quotes it, e.g. the annotations (destructiveHint: true) say."""
     seen = (
         signal.observed if signal.source == signal.family else f"{signal.source}: {signal.observed}"
     )

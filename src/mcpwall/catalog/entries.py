@@ -56,10 +56,8 @@ class CatalogTool:
         description is not kept in the catalogue, so the classifier goes without it."""
         return ToolFacts(
             name=self.name,
-            title=self.annotations.get("title"),
             annotations=self.annotations,
             parameters={p.name: {"type": p.type} for p in self.parameters},
-            required=frozenset(p.name for p in self.parameters if p.required),
         )
 
 
@@ -108,13 +106,9 @@ def find_server(name: str) -> CatalogServer:
 
 
 def server_for(implementation_name: str | None) -> CatalogServer | None:
-    """The catalogue entry of a server that introduced itself by this name, if any."""
-    if not implementation_name:
-        return None
-    try:
-        return find_server(implementation_name)
-    except UnknownName:
-        return None
+    """The catalogue entry of a server that introduced itself by exactly this name. Not
+    by alias: another Kubernetes server may well call itself "kubernetes"."""
+    return next((s for s in servers() if s.name == implementation_name), None)
 
 
 # -- reading the files ------------------------------------------------------------------
@@ -153,7 +147,12 @@ def _read_tool(
     if not isinstance(raw, dict):
         raise CatalogError(f"{where}: not a mapping")
     parameters = [
-        Parameter(key, _text(p, "type", f"{where}.{key}"), bool(p.get("required")), p["about"])
+        Parameter(
+            key,
+            _text(p, "type", f"{where}.{key}"),
+            bool(p.get("required")),
+            _text(p, "about", f"{where}.{key}"),
+        )
         for key, p in _mapping(raw, "parameters", where).items()
     ]
     if raw.get("context"):

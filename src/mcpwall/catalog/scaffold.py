@@ -20,6 +20,7 @@ from mcpwall.catalog.classify import CAUTION_ORDER, Category, Risk
 from mcpwall.catalog.scan import ScannedTool, ScanResult
 
 # What we suggest per category: calls per window (seconds), tracked per agent session.
+# A read of High risk gets half the read rate.
 SUGGESTED_RATE = {
     Category.READ: (60, 60),
     Category.WRITE: (10, 60),
@@ -46,6 +47,7 @@ def treatment(tool: ScannedTool) -> Treatment:
     return Treatment.ALLOW
 
 
+# Execute tools are always hidden, so they never form a group under tools:.
 _GROUP_HEADINGS = {
     Category.READ: "Read: allowed; High-risk reads are rate-limited, restrict their arguments",
     Category.WRITE: "Write: allowed, rate-limited per agent session",
@@ -55,24 +57,33 @@ _GROUP_HEADINGS = {
 _SPEND_CAP_EXAMPLE = """\
 # A spend cap, if its amount argument is in cents: each call at most $500.00, and at
 # most $10,000.00 a day (in place of the entry below):
-#   {tool}:
+#   {key}:
 #     rules:
 #       - name: max single amount
 #         conditions: [{{path: args.amount, op: lte, value: 50000}}]
 #         on_deny: "A single amount cannot exceed $500.00"
 #       - name: daily spend cap
-#         conditions: [{{path: state.{tool}.daily_spend, op: lte, value: 1000000}}]
+#         conditions: [{{path: state.{name}.daily_spend, op: lte, value: 1000000}}]
 #         state: {{counter: daily_spend, window: day, increment_from: args.amount}}
 """
 _SESSION_CEILING = (120, 60)
 
 
 def scaffold(result: ScanResult) -> str:
-    named = [t for t in result.tools if _key(t.name) is not None]
-    unnamable = [t.name for t in result.tools if _key(t.name) is None]
+    # A name listed twice would be a duplicate key, which no policy accepts: first wins.
+    unique: dict[str, ScannedTool] = {}
+    for tool in result.tools:
+        unique.setdefault(tool.name, tool)
+    named = [t for t in unique.values() if _key(t.name) is not None]
+    unnamable = [name for name in unique if _key(name) is None]
     hidden = [t for t in named if treatment(t) is Treatment.HIDE]
     listed = [t for t in named if treatment(t) is not Treatment.HIDE]
-    server = f"{result.server_name} {result.server_version}".strip() or result.target.describe()
+    # The server chose its name: one line, so that it cannot break out of a comment.
+    server = " ".join(
+        (
+            f"{result.server_name} {result.server_version}".strip() or result.target.describe()
+        ).split()
+    )
     out = [_header(result, server), 'version: "1"']
     out.append(f"description: {json.dumps(f'Scaffold for {server}, written by mcpwall scan')}")
     out += [
@@ -81,7 +92,10 @@ def scaffold(result: ScanResult) -> str:
         "",
     ]
     for name in unnamable:
-        out.append(f"# {name}: its name has glob characters, so no policy key can name it alone")
+        out.append(
+            f"# {json.dumps(name)}: its name has glob characters, so no policy key can name "
+            "it alone"
+        )
     if hidden:
         out += [
             "# Hidden: removed from tools/list, every call refused. They run code the agent",
@@ -125,7 +139,7 @@ def _header(result: ScanResult, server: str) -> str:
     )
     lines = [
         f"Policy scaffold for {server}, written by mcpwall scan",
-        f"from {result.target.describe()}.",
+        f"from {' '.join(result.target.describe().split())}.",
         f"{len(result.tools)} tools: {summary}; {flagged} flagged (marked FLAGGED below).",
         source,
         "Review it, then check it before use:",
@@ -138,7 +152,7 @@ def _header(result: ScanResult, server: str) -> str:
 def _entry(tool: ScannedTool, result: ScanResult) -> list[str]:
     lines = _comment(_verdict(tool), "  ")
     if tool.category is Category.FINANCIAL:
-        example = _SPEND_CAP_EXAMPLE.format(tool=_key(tool.name))
+        example = _SPEND_CAP_EXAMPLE.format(key=_key(tool.name), name=tool.name)
         lines += textwrap.indent(example, "  ").rstrip("\n").split("\n")
     lines.append(f"  {_key(tool.name)}:")
     for flag in tool.flags:

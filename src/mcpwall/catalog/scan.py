@@ -4,6 +4,7 @@ one the catalogue knows."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from mcpwall.catalog.classify import Category, Classification, Risk, ToolFacts, 
 from mcpwall.catalog.entries import CatalogServer, CatalogTool, server_for
 
 # A server whose cursor never runs out is broken; stop rather than loop for ever.
-MAX_PAGES = 1000
+_MAX_PAGES = 1000
 
 
 class ScanError(Exception):
@@ -101,22 +102,23 @@ def scan(target: Target, timeout: float, progress: Callable[[str], None]) -> Sca
 
 def _scanned(tool: Mapping[str, Any], catalogue: CatalogServer | None) -> ScannedTool:
     automatic = classify(ToolFacts.from_wire(tool))
-    entry = catalogue.tools.get(str(tool["name"])) if catalogue else None
-    drift: list[str] = []
-    if catalogue is not None and entry is None:
-        drift.append(
+    if catalogue is None:
+        return ScannedTool(tool, automatic, None, ())
+    entry = catalogue.tools.get(str(tool["name"]))
+    if entry is None:
+        drift = (
             f"not in the {catalogue.name} {catalogue.version} catalogue: a newer tool, "
-            "classified from what it declares"
+            "classified from what it declares",
         )
-    elif entry is not None:
-        declared = tool.get("annotations") or {}
-        for key in sorted(set(entry.annotations) | set(declared)):
-            if entry.annotations.get(key) != declared.get(key):
-                drift.append(
-                    f"the server declares {key} {declared.get(key)!r}, the catalogue "
-                    f"({catalogue.version if catalogue else ''}) {entry.annotations.get(key)!r}"
-                )
-    return ScannedTool(tool, automatic, entry, tuple(drift))
+        return ScannedTool(tool, automatic, None, drift)
+    declared = tool.get("annotations") or {}
+    drift = tuple(
+        f"the server declares {key} {json.dumps(declared.get(key))}, the "
+        f"{catalogue.version} catalogue {json.dumps(entry.annotations.get(key))}"
+        for key in sorted(set(entry.annotations) | set(declared))
+        if entry.annotations.get(key) != declared.get(key)
+    )
+    return ScannedTool(tool, automatic, entry, drift)
 
 
 # -- the connection ---------------------------------------------------------------------
@@ -158,9 +160,11 @@ async def _session(
             name = info.name if info else ""
             version = info.version if info else ""
             tools: list[dict[str, Any]] = []
+            if client.server_capabilities.tools is None:
+                return name, version, client.protocol_version, tools
             cursor: str | None = None
             seen: set[str] = set()
-            for page in range(1, MAX_PAGES + 1):
+            for page in range(1, _MAX_PAGES + 1):
                 progress(
                     f"listing tools of {name or 'the server'}: page {page}, {len(tools)} so far"
                 )
@@ -178,7 +182,7 @@ async def _session(
                         f'cursor "{cursor}" twice'
                     )
                 seen.add(cursor)
-    raise ScanError(f"the server's tools/list pagination did not end within {MAX_PAGES} pages")
+    raise ScanError(f"the server's tools/list pagination did not end within {_MAX_PAGES} pages")
 
 
 def _transport(target: Target, witness: _Witness) -> Any:

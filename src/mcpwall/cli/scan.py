@@ -143,12 +143,12 @@ def _progress() -> Iterator[Callable[[str], None]]:
 
 
 def _formatted(result: ScanResult, fmt: str) -> str:
-    from mcpwall.catalog import pages
+    from mcpwall.catalog import report
     from mcpwall.catalog.document import render
     from mcpwall.catalog.scaffold import scaffold
 
     if fmt == "yaml":
         return scaffold(result)
     if fmt == "json":
-        return json.dumps(pages.scan_json(result), indent=2, ensure_ascii=False) + "\n"
-    return render(pages.scan_document(result), fmt)
+        return json.dumps(report.scan_json(result), indent=2, ensure_ascii=False) + "\n"
+    return render(report.scan_document(result), fmt)
