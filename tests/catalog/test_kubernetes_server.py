@@ -83,13 +83,16 @@ def test_the_scaffold_validates_as_written_and_decides_by_category(tmp_path: Pat
     command = kubernetes_command(tmp_path, "--toolsets", ALL_TOOLSETS)
     result = mcpwall("scan", "-o", str(scaffold), "--", *command)
     assert result.returncode == 0, result.stderr
-    assert result.stderr == f"mcpwall scan: wrote {scaffold} (yaml): 52 tools, 3 flagged\n"
+    noted = sum(1 for tool in CATALOGUE.tools.values() if tool.note)
+    assert result.stderr == f"mcpwall scan: wrote {scaffold} (yaml): 52 tools, {noted} flagged\n"
 
     validated = mcpwall("validate", "-c", str(scaffold))
     assert validated.returncode == 0
-    assert validated.stdout.splitlines() == [
-        f"{scaffold}: valid: 42 tool entries, 10 rules, 8 counters, 11 hide entries, default deny"
-    ]
+    [line] = validated.stdout.splitlines()  # no warnings
+    hidden = sum(
+        1 for t in CATALOGUE.tools.values() if t.category == "Execute" or t.risk == "Critical"
+    )
+    assert f"{52 - hidden + 1} tool entries" in line and f"{hidden} hide entries" in line
 
     def decide(tool: str) -> tuple[int, str]:
         checked = mcpwall("check", "-c", str(scaffold), "--state-dsn", "memory:", tool)

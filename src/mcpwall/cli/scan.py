@@ -30,9 +30,9 @@ def run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="mcpwall scan",
         usage="mcpwall scan [options] (-- COMMAND [ARGS...] | --upstream URL)",
-        description="Connect to an MCP server, list every tool and classify each one "
-        "(Read, Write, Execute, Destructive, Financial; Low to Critical risk) with its "
-        "evidence. Writes a policy scaffold that validates as written, or a report.",
+        description="Connect to an MCP server, list every tool and classify each one (Read,\n"
+        "Write, Execute, Destructive, Financial; Low to Critical risk) with its evidence.\n"
+        "Writes a policy scaffold that validates as written, or a report.",
         epilog="examples:\n"
         "  mcpwall scan -o policy.yaml -- npx -y kubernetes-mcp-server\n"
         "  mcpwall scan --upstream https://mcp.example.com/mcp "
@@ -63,9 +63,9 @@ def run(argv: list[str]) -> int:
     )
     parser.add_argument(
         "--log-level",
-        choices=("debug", "info", "warn", "warning", "error"),
+        choices=("debug", "warn"),
         default="warn",
-        help="what the MCP client logs to stderr (default: warn)",
+        help="debug: the MCP client's own log too (default: warn)",
     )
     ns = parser.parse_args(own)
 
