@@ -4,13 +4,15 @@ every format, the snippets on every page, and mistakes answered in one sentence.
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mcpwall.policy import check_policy
-from tests.catalog.helpers import mcpwall, mcpwall_json
+from tests.catalog.helpers import PAGED_SERVER, mcpwall, mcpwall_json
+from tests.conftest import MCPWALL
 
 CATEGORIES = {"Read", "Write", "Execute", "Destructive", "Financial"}
 RISKS = ["Low", "Medium", "High", "Critical"]
@@ -136,3 +138,18 @@ def test_the_new_commands_have_help_and_are_listed(command: str) -> None:
     result = mcpwall(command, "--help")
     assert result.returncode == 0 and result.stdout.startswith(f"usage: mcpwall {command}")
     assert f"  {command} " in mcpwall("--help").stdout
+
+
+@pytest.mark.parametrize(
+    "args", [["catalog", "kubernetes", "--format", "html"], ["scan", "--", *PAGED_SERVER]]
+)
+def test_a_reader_that_stops_reading_is_no_error(args: list[str]) -> None:
+    # The reader is gone before mcpwall writes a byte, as with `mcpwall ... | head -1`
+    # when head has had its line.
+    process = subprocess.Popen(
+        [MCPWALL, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=30)
+    assert (process.returncode, stderr) == (0, "")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
 from mcpwall.cli.main import UserError
 
@@ -41,7 +43,17 @@ def run(argv: list[str]) -> int:
         listing = "mcpwall catalog" if ns.tool is None else f"mcpwall catalog {ns.server}"
         raise UserError(f"{exc}{hint} ({listing} lists them)") from None
     if ns.format == "json":
-        print(json.dumps(data, indent=2, ensure_ascii=False))
+        _write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     else:
-        print(render(document, ns.format), end="")
+        _write(render(document, ns.format))
     return 0
+
+
+def _write(text: str) -> None:
+    """Print a page; a reader that stops early (mcpwall catalog ... | head) is no error."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would fail again flushing stdout at exit: point it at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -93,7 +94,7 @@ def run(argv: list[str]) -> int:
             raise UserError(str(exc)) from None
     text = _formatted(result, fmt)
     if ns.output is None:
-        print(text, end="")
+        _write(text)
         return 0
     try:
         Path(ns.output).write_text(text, encoding="utf-8")
@@ -105,6 +106,16 @@ def run(argv: list[str]) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _write(text: str) -> None:
+    """Print the result; a reader that stops early (mcpwall scan ... | head) is no error."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would fail again flushing stdout at exit: point it at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _headers(raw: list[str], upstream: str | None) -> dict[str, str]:
