@@ -142,14 +142,14 @@ def _quiet_sdk(level: str) -> None:
 
 @contextmanager
 def _progress() -> Iterator[Callable[[str], None]]:
-    """A spinner with what the scan is doing, on a terminal only."""
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    if not console.is_terminal:
+    """A spinner with what the scan is doing, when stderr is a terminal (and only then,
+    whatever FORCE_COLOR and the like say)."""
+    if not sys.stderr.isatty():
         yield lambda _message: None
         return
-    with console.status("mcpwall scan") as status:
+    from rich.console import Console
+
+    with Console(stderr=True).status("mcpwall scan") as status:
         yield lambda message: status.update(f"mcpwall scan: {message}")
 
 
