@@ -25,12 +25,14 @@ SUBCOMMANDS = {
     "check": ("mcpwall.cli.check", "evaluate one tool call against a policy, without a server"),
     "status": ("mcpwall.cli.status", "instances, calls and denials, from the audit logs"),
     "demo": ("mcpwall.cli.demo", "watch mcpwall judge a scripted agent session"),
+    "scan": ("mcpwall.cli.scan", "list and classify a server's tools; write a policy scaffold"),
+    "catalog": ("mcpwall.cli.catalog", "what a known server's tools do, their risk, our rules"),
 }
 
 EXIT_USAGE = 2
 
 _PROXY_USAGE = """mcpwall -c POLICY [options] -- COMMAND [ARGS...]
-       mcpwall {validate,check,status,demo} ..."""
+       mcpwall {validate,check,status,scan,catalog,demo} ..."""
 
 _PROXY_EPILOG = (
     """commands:
