@@ -19,7 +19,9 @@ def mcpwall(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
     return subprocess.run([MCPWALL, *args], capture_output=True, text=True, timeout=30, cwd=cwd)
 
 
-@pytest.mark.parametrize("command", [[], ["validate"], ["check"], ["status"], ["demo"]])
+@pytest.mark.parametrize(
+    "command", [[], ["validate"], ["check"], ["status"], ["scan"], ["catalog"], ["demo"]]
+)
 def test_every_command_has_help(command: list[str]) -> None:
     result = mcpwall(*command, "--help")
     assert result.returncode == 0

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,7 +54,7 @@ class UserError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--log-level" in args and "debug" in args
+    debug = _asks_for_debug(args)
     try:
         if args and args[0] in SUBCOMMANDS:
             module = importlib.import_module(SUBCOMMANDS[args[0]][0])
@@ -64,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = EXIT_USAGE
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:
+        # The reader went away (`mcpwall status | head`): nothing left to say to it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     except Exception as exc:
         if debug:
             raise
@@ -74,6 +80,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         code = 70
     sys.exit(code)
+
+
+def _asks_for_debug(args: list[str]) -> bool:
+    if "--" in args:
+        args = args[: args.index("--")]  # what follows belongs to the server's command
+    return "--log-level=debug" in args or any(
+        flag == "--log-level" and value == "debug" for flag, value in itertools.pairwise(args)
+    )
 
 
 def add_state_options(parser: argparse.ArgumentParser) -> None:
