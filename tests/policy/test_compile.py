@@ -208,13 +208,37 @@ def test_every_intercept_validation_error_is_reported(
         ("tools:\n  t:\n    rulez: []", 'unknown key "rulez" in tools.t'),
         ("tols: {}", 'unknown key "tols" in the policy'),
         (
-            RULE + "{action: approve}",
-            "tools.t.rules[0]: action approve is not supported yet",
+            RULE + "{action: approve, conditions: [{path: args.x, op: eq, value: 1}]}",
+            "tools.t.rules[0]: approve rules must not have conditions",
         ),
+        (
+            RULE + "{action: approve, rate_limit: {max: 1, window: 60}}",
+            'tools.t.rules[0]: rate_limit cannot be used with action "approve"',
+        ),
+        (
+            RULE + "{action: approve, remember: soon}",
+            'tools.t.rules[0]: remember must be a duration, got "soon"',
+        ),
+        (
+            RULE + "{action: deny, timeout: 1m}",
+            "tools.t.rules[0]: remember and timeout apply to approve rules only",
+        ),
+        ("pin: always", 'pin must be "off", "warn" or "enforce", got "always"'),
+        (
+            "validate_arguments: yes please",
+            "validate_arguments must be true or false, got yes please",
+        ),
+        (
+            "tools:\n  t:\n    validate_arguments: 1",
+            "tools.t.validate_arguments must be true or false, got 1",
+        ),
+        ("redact: {detectors: [kube]}", 'unknown redaction detector "kube"'),
+        ("redact: {patterns: [{name: x, regex: '('}]}", 'redact.patterns[0]: invalid regex "(": missing ): ('),
+        ("redact: {patterns: [{regex: 'a'}]}", "redact.patterns[0]: a pattern needs a name"),
         (
             RULE + "{name: r, action: evaluate, when: "
             "[{path: args.x, op: eq, value: 1}], conditions: [{path: args.x, op: eq, value: 1}]}",
-            "tools.t.rules[0]: when: applies to deny rules only",
+            "tools.t.rules[0]: when: applies to deny and approve rules only",
         ),
         (
             RULE + "{rate_limit: {max: 0, window: 60}}",

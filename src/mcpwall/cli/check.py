@@ -56,9 +56,16 @@ def run(argv: list[str]) -> int:
         decision = gate.judge(policy, ns.session, ns.tool, args, commit=False)
     finally:
         gate.close()
+    approval = decision.approval
     if ns.format == "json":
         body = {"allowed": decision.allowed, "monitored": decision.monitored, **decision.as_meta()}
+        body["approval"] = approval.name if approval else None
         print(json.dumps(body, indent=2))
+    elif approval is not None:
+        print(f"allowed once a human approves: {ns.tool}")
+        print(f"  rule:   {approval.name}")
+        if approval.reason:
+            print(f"  reason: {approval.reason}")
     elif decision.allowed and not decision.monitored:
         print(f"allowed: {ns.tool}")
     else:

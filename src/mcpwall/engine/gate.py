@@ -43,6 +43,8 @@ class Decision:
     tokens: tuple[Token, ...] = ()
     # Under mode: monitor a call that the policy denies is let through; it is marked.
     monitored: bool = False
+    # An allowed call that a human must approve first: the approve rule that applies.
+    approval: Rule | None = None
     # Filled in by the relay, for the audit log and the metrics.
     request_id: Any = None
     latency_us: float = 0.0
@@ -91,6 +93,10 @@ class Gate:
         if policy.monitor and not decision.allowed:
             decision.allowed = True
             decision.monitored = True
+        elif decision.allowed and not policy.monitor:
+            approvals = policy.plan(tool).approvals
+            if approvals:
+                decision.approval = _approval(approvals, args)
         return decision
 
     def _judge(
@@ -204,6 +210,17 @@ def _pure_denial(rule: Rule, tool: str, args: dict[str, Any]) -> str | None:
         value = resolve(args, condition.steps)
         if condition.test(value) is not True:
             return rule.reason or _condition_reason(rule, condition, value)
+    return None
+
+
+def _approval(rules: tuple[Rule, ...], args: dict[str, Any]) -> Rule | None:
+    """The first approve rule whose ``when`` holds or cannot be told (fail closed:
+    a missing argument asks the human)."""
+    for rule in rules:
+        if all(
+            condition.test(resolve(args, condition.steps)) is not False for condition in rule.when
+        ):
+            return rule
     return None
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mcpwall.policy.conditions import read_condition, read_condition_list
-from mcpwall.policy.counters import read_rate_limit, read_state_block
+from mcpwall.policy.counters import read_duration, read_rate_limit, read_state_block
 from mcpwall.policy.model import (
     Condition,
     Counter,
@@ -33,11 +33,22 @@ from mcpwall.policy.model import (
     Rule,
     ToolEntry,
 )
+from mcpwall.policy.options import read_flag, read_pin, read_redact
 from mcpwall.policy.report import Reporter, kind, shown
 from mcpwall.policy.source import Mark, YList, YMap
 
-_TOP_KEYS = ("version", "description", "default", "mode", "hide", "tools")
-_ENTRY_KEYS = ("rules",)
+_TOP_KEYS = (
+    "version",
+    "description",
+    "default",
+    "mode",
+    "hide",
+    "pin",
+    "validate_arguments",
+    "redact",
+    "tools",
+)
+_ENTRY_KEYS = ("rules", "validate_arguments")
 _RULE_KEYS = (
     "name",
     "action",
@@ -49,6 +60,8 @@ _RULE_KEYS = (
     "rate_limit",
     "scope",
     "per",
+    "remember",
+    "timeout",
 )
 _ACTIONS = ("evaluate", "deny", "allow", "approve")
 _GLOB_CHARS = frozenset("*?[")
@@ -82,6 +95,8 @@ class _RuleDraft:
     conditions: list[tuple[YMap, Mark]] = field(default_factory=list)
     counter: Counter | None = None
     counter_mark: Mark | None = None
+    remember_s: float | None = None
+    approval_timeout_s: float = 120.0
 
 
 class _Compiler(Reporter):
@@ -107,14 +122,19 @@ class _Compiler(Reporter):
         default_deny = self._choice(data, "default", ("allow", "deny"), "allow") == "deny"
         monitor = self._choice(data, "mode", ("enforce", "monitor"), "enforce") == "monitor"
         hidden, hidden_pattern = self._hide(data)
-        drafts, entry_marks = self._tools(data)
+        pin_mode = read_pin(self, data)
+        check_arguments = bool(read_flag(self, data, "validate_arguments", ""))
+        redactor = read_redact(self, data)
+        drafts, entry_marks, entry_checks = self._tools(data)
         rules_by_entry, counters = self._finish_rules(drafts, self._counters(drafts))
 
         entries: dict[str, ToolEntry] = {}
         globs: list[tuple[int, int, re.Pattern[str], ToolEntry]] = []
         wildcard: tuple[Rule, ...] = ()
         for order, (key, mark) in enumerate(entry_marks.items()):
-            entry = ToolEntry(key, tuple(rules_by_entry.get(key, ())), mark.line)
+            entry = ToolEntry(
+                key, tuple(rules_by_entry.get(key, ())), mark.line, entry_checks.get(key)
+            )
             if key == "*":
                 wildcard = entry.rules
             elif _is_glob(key):
@@ -138,6 +158,9 @@ class _Compiler(Reporter):
             globs=tuple((pattern, entry) for _, _, pattern, entry in globs),
             wildcard=wildcard,
             counters=counters,
+            pin_mode=pin_mode,
+            validate_arguments=check_arguments,
+            redactor=redactor,
         )
 
     def _version(self, data: YMap) -> None:
@@ -216,21 +239,24 @@ class _Compiler(Reporter):
 
     # -- tools and rules --------------------------------------------------------------
 
-    def _tools(self, data: YMap) -> tuple[list[_RuleDraft], dict[str, Mark]]:
+    def _tools(
+        self, data: YMap
+    ) -> tuple[list[_RuleDraft], dict[str, Mark], dict[str, bool | None]]:
         drafts: list[_RuleDraft] = []
         entry_marks: dict[str, Mark] = {}
+        entry_checks: dict[str, bool | None] = {}
         tools = data.get("tools")
         if tools is None:
             if "tools" not in data:
                 self.warn(data.mark, "no tools section: only default and hide apply")
-            return drafts, entry_marks
+            return drafts, entry_marks, entry_checks
         if not isinstance(tools, YMap):
             self.error(
                 data.at("tools"),
                 "tools must be a mapping of tool names to rules",
                 "write tools:, then each tool name with rules: under it",
             )
-            return drafts, entry_marks
+            return drafts, entry_marks, entry_checks
         for key, entry in tools.items():
             key_mark = tools.key_at(key)
             if not key.strip():
@@ -254,6 +280,7 @@ class _Compiler(Reporter):
                 )
                 continue
             self.unknown_keys(entry, _ENTRY_KEYS, f"tools.{key}")
+            entry_checks[key] = read_flag(self, entry, "validate_arguments", f"tools.{key}.")
             rules = entry.get("rules")
             if rules is None:
                 continue
@@ -268,7 +295,7 @@ class _Compiler(Reporter):
                 draft = self._rule(owner, key, index, rule, rules.at(index))
                 if draft is not None:
                     drafts.append(draft)
-        return drafts, entry_marks
+        return drafts, entry_marks, entry_checks
 
     def _rule(self, owner: str, key: str, index: int, raw: Any, mark: Mark) -> _RuleDraft | None:
         where = f"tools.{key}.rules[{index}]"
@@ -296,10 +323,10 @@ class _Compiler(Reporter):
         if "conditions" in raw:
             draft.conditions = read_condition_list(self, raw, "conditions", where)
         if when is not None or "when" in raw:
-            if action != "deny":
+            if action not in ("deny", "approve"):
                 self.error(
                     raw.key_at("when"),
-                    f"{where}: when: applies to deny rules only",
+                    f"{where}: when: applies to deny and approve rules only",
                     "for other rules put the conditions under conditions:",
                 )
             else:
@@ -309,11 +336,20 @@ class _Compiler(Reporter):
                 ]
                 draft.when = [c for c in draft.when if c is not None]
 
+        if action == "approve":
+            self._approval(raw, where, draft)
+        elif "remember" in raw or "timeout" in raw:
+            self.error(
+                raw.key_at("remember" if "remember" in raw else "timeout"),
+                f"{where}: remember and timeout apply to approve rules only",
+                "remove them, or use action: approve",
+            )
+
         if rate_limit is not None:
-            if action == "deny":
+            if action in ("deny", "approve"):
                 self.error(
                     raw.key_at("rate_limit"),
-                    f'{where}: rate_limit cannot be used with action "deny"',
+                    f'{where}: rate_limit cannot be used with action "{action}"',
                     "remove rate_limit or change the action",
                 )
             elif conditions is not None or state is not None:
@@ -326,11 +362,11 @@ class _Compiler(Reporter):
                 draft.counter = read_rate_limit(self, raw, owner, where)
                 draft.counter_mark = raw.at("rate_limit")
         elif state is not None:
-            if action == "deny":
+            if action in ("deny", "approve"):
                 self.error(
                     raw.key_at("state"),
-                    f"{where}: a deny rule keeps no counter",
-                    "remove state: from the deny rule",
+                    f"{where}: a {action} rule keeps no counter",
+                    f"remove state: from the {action} rule",
                 )
             elif action == "allow":
                 self.error(
@@ -348,11 +384,11 @@ class _Compiler(Reporter):
                 "add a rate_limit or a state block, or remove them",
             )
 
-        if action == "deny" and conditions is not None:
+        if action in ("deny", "approve") and conditions is not None:
             self.error(
                 raw.key_at("conditions"),
-                f"{where}: deny rules must not have conditions",
-                "to deny only in some cases, use when: instead of conditions:",
+                f"{where}: {action} rules must not have conditions",
+                f"to {action} only in some cases, use when: instead of conditions:",
             )
         if action == "evaluate" and not conditions and rate_limit is None:
             self.error(
@@ -378,21 +414,23 @@ class _Compiler(Reporter):
         action = raw.get("action")
         if action is None:
             return "evaluate"
-        if action == "approve":
-            self.error(
-                raw.at("action"),
-                f"{where}: action approve is not supported yet",
-                "use deny for now; approval by a human comes in a later release",
-            )
-            return None
         if action not in _ACTIONS:
             self.error(
                 raw.at("action"),
                 f'{where}: action must be "evaluate", "deny" or "allow", got "{shown(action)}"',
-                "evaluate checks conditions; deny blocks; allow lists the tool",
+                "evaluate checks conditions; deny blocks; allow lists the tool "
+                "(mcpwall also has approve: ask a human)",
             )
             return None
         return str(action)
+
+    def _approval(self, raw: YMap, where: str, draft: _RuleDraft) -> None:
+        if "remember" in raw:
+            draft.remember_s = read_duration(self, raw, "remember", where)
+        if "timeout" in raw:
+            timeout = read_duration(self, raw, "timeout", where)
+            if timeout is not None:
+                draft.approval_timeout_s = timeout
 
     def _reason(self, raw: YMap, where: str) -> str | None:
         if "reason" in raw and "on_deny" in raw:
@@ -501,6 +539,9 @@ class _Compiler(Reporter):
                     name=draft.name,
                     line=draft.mark.line,
                     deny=draft.action == "deny",
+                    approve=draft.action == "approve",
+                    remember_s=draft.remember_s,
+                    approval_timeout_s=draft.approval_timeout_s,
                     when=tuple(draft.when),
                     require=tuple(require),
                     state_checks=tuple(replace(c, counter=final[k]) for c, k in state_refs),

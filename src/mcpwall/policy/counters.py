@@ -3,6 +3,7 @@ their windows, scopes and ``per``, spelled out as Counter values."""
 
 from __future__ import annotations
 
+import math
 import re
 
 from mcpwall.engine.operators import is_number
@@ -176,6 +177,23 @@ def read_window(
             "or a number of seconds, or a duration like 90s, 15m, 1h, 1d",
         )
     return window
+
+
+def read_duration(report: Reporter, block: YMap, key: str, where: str) -> float | None:
+    """A positive number of seconds, or a duration like 90s, 15m, 1h, 1d."""
+    value = block.get(key)
+    if is_number(value) and value > 0 and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str):
+        window = window_from_text(value, calendar=False)
+        if window is not None:
+            return window.seconds
+    report.error(
+        block.at(key),
+        f'{where}: {key} must be a duration, got "{shown(value)}"',
+        "a number of seconds, or 90s, 15m, 1h, 1d",
+    )
+    return None
 
 
 def read_scope_and_per(

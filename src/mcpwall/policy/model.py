@@ -99,6 +99,9 @@ class Rule:
     state_checks: tuple[Condition, ...] = ()  # conditions on counters, read before the call
     counter: Counter | None = None
     reason: str | None = None  # on_deny / reason, as written
+    approve: bool = False  # ask a human first (when ``when`` holds, or cannot be told)
+    remember_s: float | None = None  # an approval also covers identical calls this long
+    approval_timeout_s: float = 120.0
 
     @property
     def stateful(self) -> bool:
@@ -110,6 +113,7 @@ class ToolEntry:
     key: str
     rules: tuple[Rule, ...]
     line: int
+    validate_arguments: bool | None = None  # None: as the policy's top level says
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,8 @@ class ToolPlan:
     refusal: tuple[str, str] | None  # (rule, reason) when hidden or not listed
     rules: tuple[Rule, ...]  # the entry's rules, then the "*" rules, in file order
     stateful: bool
+    validate_arguments: bool = False
+    approvals: tuple[Rule, ...] = ()  # the approve rules among ``rules``
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +176,9 @@ class Policy:
     globs: tuple[tuple[re.Pattern[str], ToolEntry], ...]  # most specific first
     wildcard: tuple[Rule, ...]
     counters: dict[tuple[str, str], Counter]
+    pin_mode: str = "warn"  # off, warn, enforce
+    validate_arguments: bool = False
+    redactor: Any = None  # an engine.redact.Redactor, when the policy redacts results
     warnings: tuple[PolicyError, ...] = ()
     _plans: dict[str, ToolPlan] = field(default_factory=dict, repr=False)
 
@@ -222,4 +231,9 @@ class Policy:
             reason = f'Tool "{tool}" is not permitted by policy (default: deny)'
             return ToolPlan(tool, ("(default deny)", reason), (), False)
         rules = (entry.rules if entry else ()) + self.wildcard
-        return ToolPlan(tool, None, rules, any(rule.stateful for rule in rules))
+        check = self.validate_arguments
+        if entry is not None and entry.validate_arguments is not None:
+            check = entry.validate_arguments
+        approvals = tuple(rule for rule in rules if rule.approve)
+        stateful = any(rule.stateful for rule in rules)
+        return ToolPlan(tool, None, rules, stateful, check, approvals)

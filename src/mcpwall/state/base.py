@@ -63,6 +63,15 @@ class CounterStore(Protocol):
     def read(self, key: str, window: Window, now: float) -> float:
         """A counter's current value."""
 
+    def get_value(self, key: str) -> str | None:
+        """A stored text (tool pins), or None. Raises StoreUnavailable."""
+
+    def put_value(self, key: str, value: str) -> None:
+        """Store a text under ``key``, for good. Raises StoreUnavailable."""
+
+    def values(self, prefix: str) -> dict[str, str]:
+        """Every stored text whose key starts with ``prefix``."""
+
     def close(self) -> None: ...
 
 

@@ -46,6 +46,7 @@ class MemoryStore:
         self._calendar: dict[str, list[float]] = {}  # key -> [window start, value, end]
         self._ids = count(1)
         self._next_sweep = 0.0
+        self._values: dict[str, str] = {}
 
     def reserve(
         self, checks: Sequence[Check], now: float, commit: bool = True
@@ -116,6 +117,15 @@ class MemoryStore:
         for key, slot in list(self._calendar.items()):
             if slot[2] <= now:
                 del self._calendar[key]
+
+    def get_value(self, key: str) -> str | None:
+        return self._values.get(key)
+
+    def put_value(self, key: str, value: str) -> None:
+        self._values[key] = value
+
+    def values(self, prefix: str) -> dict[str, str]:
+        return {k: v for k, v in self._values.items() if k.startswith(prefix)}
 
     def close(self) -> None:
         self._events.clear()

@@ -248,6 +248,33 @@ class RedisStore:
         args = [int(window.calendar), window.seconds, self._time(now)]
         return _number(self._run(self._read, [NAMESPACE + key], args))
 
+    def get_value(self, key: str) -> str | None:
+        value = self._call(lambda: self._redis.get(NAMESPACE + "kv|" + key))
+        return None if value is None else _text(value)
+
+    def put_value(self, key: str, value: str) -> None:
+        self._call(lambda: self._redis.set(NAMESPACE + "kv|" + key, value))
+
+    def values(self, prefix: str) -> dict[str, str]:
+        head = NAMESPACE + "kv|"
+
+        def scan() -> dict[str, str]:
+            keys = list(self._redis.scan_iter(match=head + _glob_literal(prefix) + "*"))
+            found = self._redis.mget(keys) if keys else []
+            return {
+                _text(k)[len(head) :]: _text(v)
+                for k, v in zip(keys, found, strict=True)
+                if v is not None
+            }
+
+        return self._call(scan)
+
+    def _call(self, work: Any) -> Any:
+        try:
+            return work()
+        except self._errors as exc:
+            raise StoreUnavailable(f"Redis: {exc}") from exc
+
     def _time(self, now: float) -> str:
         return "" if self._server_time else repr(now)
 
@@ -259,6 +286,11 @@ class RedisStore:
 
     def close(self) -> None:
         self._redis.close()
+
+
+def _glob_literal(text: str) -> str:
+    """``text`` as a Redis MATCH pattern that matches only itself."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
 def _text(value: Any) -> str:

@@ -45,6 +45,10 @@ CREATE TABLE IF NOT EXISTS events (
     amount  NOT NULL,
     PRIMARY KEY (key, ts, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kv (
+    key     TEXT PRIMARY KEY,
+    value   TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS totals (
     key     TEXT PRIMARY KEY,
     start   REAL NOT NULL,  -- calendar: the window's start; sliding: the oldest event
@@ -224,6 +228,26 @@ class SQLiteStore:
         probe = Check(0, key, window, 0, (), False)
         with self._transaction():
             return self._current(probe, self._totals({key}), now)
+
+    def get_value(self, key: str) -> str | None:
+        try:
+            row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite state file {self.path}: {exc}") from exc
+        return row[0] if row else None
+
+    def put_value(self, key: str, value: str) -> None:
+        with self._transaction() as sql:
+            sql.execute("REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
+
+    def values(self, prefix: str) -> dict[str, str]:
+        try:
+            rows = self._db.execute(
+                "SELECT key, value FROM kv WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite state file {self.path}: {exc}") from exc
+        return dict(rows)
 
     def close(self) -> None:
         self._db.close()

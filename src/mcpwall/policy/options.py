@@ -1,0 +1,135 @@
+"""Reading the policy's options beyond rules: ``pin``, ``validate_arguments`` and
+``redact``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcpwall.engine.operators import compile_regex
+from mcpwall.engine.redact import DETECTORS, REDACTED, Pattern, Redactor
+from mcpwall.policy.report import Reporter, kind, shown
+from mcpwall.policy.source import Mark, YList, YMap
+
+PIN_MODES = ("off", "warn", "enforce")
+_REDACT_KEYS = ("detectors", "patterns")
+_PATTERN_KEYS = ("name", "regex", "replacement")
+
+
+def read_flag(report: Reporter, mapping: YMap, key: str, where: str) -> bool | None:
+    if key not in mapping:
+        return None
+    value = mapping[key]
+    if type(value) is not bool:
+        report.error(mapping.at(key), f"{where}{key} must be true or false, got {shown(value)}")
+        return None
+    return value
+
+
+def read_pin(report: Reporter, data: YMap) -> str:
+    value = data.get("pin", "warn")
+    if value not in PIN_MODES:
+        report.error(
+            data.at("pin"),
+            f'pin must be "off", "warn" or "enforce", got "{shown(value)}"',
+            "warn reports changed tools; enforce also holds them back until accepted",
+        )
+        return "warn"
+    return str(value)
+
+
+def read_redact(report: Reporter, data: YMap) -> Redactor | None:
+    raw = data.get("redact")
+    if raw is None:
+        return None
+    if not isinstance(raw, YMap):
+        report.error(
+            data.at("redact"),
+            "redact must be a mapping with detectors and patterns",
+            "redact: {detectors: [kubeconfig, bearer_tokens]}",
+        )
+        return None
+    report.unknown_keys(raw, _REDACT_KEYS, "redact")
+    detectors = _detectors(report, raw)
+    patterns = _patterns(report, raw)
+    if not detectors and not patterns:
+        report.warn(raw.mark, "redact names no detector and no pattern: nothing is redacted")
+        return None
+    return Redactor(detectors, patterns)
+
+
+def _detectors(report: Reporter, raw: YMap) -> tuple[str, ...]:
+    value = raw.get("detectors")
+    if value is None:
+        return ()
+    if value == "all":
+        return tuple(DETECTORS)
+    if not isinstance(value, YList):
+        report.error(
+            raw.at("detectors"),
+            "redact.detectors must be a list, or all",
+            "names: " + ", ".join(DETECTORS),
+        )
+        return ()
+    names = []
+    for index, name in enumerate(value):
+        if name not in DETECTORS:
+            report.error(
+                value.at(index),
+                f'unknown redaction detector "{shown(name)}"',
+                "use one of: " + ", ".join(DETECTORS),
+            )
+        elif name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def _patterns(report: Reporter, raw: YMap) -> tuple[Pattern, ...]:
+    value = raw.get("patterns")
+    if value is None:
+        return ()
+    if not isinstance(value, YList):
+        report.error(raw.at("patterns"), "redact.patterns must be a list of {name, regex}")
+        return ()
+    patterns = []
+    for index, item in enumerate(value):
+        where = f"redact.patterns[{index}]"
+        if not isinstance(item, YMap):
+            report.error(value.at(index), f"{where}: a pattern is a mapping, got {kind(item)}")
+            continue
+        report.unknown_keys(item, _PATTERN_KEYS, "a redaction pattern")
+        pattern = _pattern(report, item, where, value.at(index))
+        if pattern is not None:
+            patterns.append(pattern)
+    return tuple(patterns)
+
+
+def _pattern(report: Reporter, item: YMap, where: str, mark: Mark) -> Pattern | None:
+    name = item.get("name")
+    regex = item.get("regex")
+    replacement: Any = item.get("replacement", REDACTED)
+    ok = True
+    if not isinstance(name, str) or not name.strip():
+        report.error(
+            item.at("name") if "name" in item else mark,
+            f"{where}: a pattern needs a name",
+            "it names the redaction in the log",
+        )
+        ok = False
+    if not isinstance(replacement, str):
+        report.error(item.at("replacement"), f"{where}: replacement must be a string")
+        ok = False
+    if not isinstance(regex, str) or not regex:
+        report.error(
+            item.at("regex") if "regex" in item else mark, f"{where}: a pattern needs a regex"
+        )
+        return None
+    try:
+        compiled = compile_regex(regex)
+    except ValueError as exc:
+        report.error(
+            item.at("regex"),
+            f'{where}: invalid regex "{regex}": {exc}',
+            "the syntax is RE2, as in conditions",
+        )
+        return None
+    return Pattern(str(name), compiled, str(replacement)) if ok else None
