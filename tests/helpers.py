@@ -132,6 +132,38 @@ def call(request_id: Any, name: str, arguments: dict[str, Any] | None = None) ->
     }
 
 
+def received(wire: Path) -> list[bytes]:
+    """Every line the raw recorder received, exactly as received."""
+    return wire.read_bytes().splitlines(keepends=True) if wire.exists() else []
+
+
+def received_calls(wire: Path) -> list[Any]:
+    """The name of every tools/call that reached the server, at any depth of any line
+    (a batch, a batch inside a batch), each line read as a server would: it must have
+    one meaning only."""
+    names: list[Any] = []
+    for line in received(wire):
+        names.extend(
+            call["params"]["name"]
+            for call in _tool_calls(json.loads(line, object_pairs_hook=_one_meaning))
+        )
+    return names
+
+
+def _one_meaning(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    assert len(set(keys)) == len(keys), f"the server received duplicate keys: {keys}"
+    return dict(pairs)
+
+
+def _tool_calls(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, list):
+        return [found for item in value for found in _tool_calls(item)]
+    if isinstance(value, dict) and value.get("method") == "tools/call":
+        return [value]
+    return []
+
+
 class RedisServer:
     """A real redis-server on a free loopback port, in a directory of its own, with no
     persistence: stopped, it forgets; started again, it is empty."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import server_cmd
-from tests.helpers import RawProxy, call, initialize
+from tests.helpers import RawProxy, call, initialize, received, received_calls
 
 POLICY = """
 version: "1"
@@ -27,27 +27,6 @@ tools:
       - action: deny
         reason: "Pod deletion is not permitted via AI agents"
 """
-
-
-@pytest.fixture
-def wire(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "wire.jsonl"
-    monkeypatch.setenv("MCPWALL_TEST_WIRE", str(path))
-    return path
-
-
-def received(wire: Path) -> list[bytes]:
-    return wire.read_bytes().splitlines(keepends=True) if wire.exists() else []
-
-
-def received_calls(wire: Path) -> list[str]:
-    names = []
-    for line in received(wire):
-        message = json.loads(line)
-        for item in message if isinstance(message, list) else [message]:
-            if item.get("method") == "tools/call":
-                names.append(item["params"]["name"])
-    return names
 
 
 @pytest.fixture
