@@ -54,8 +54,20 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _integer(text: str) -> int | float:
+    """An integer as orjson reads one on the fast path: exact within 64 bits, else the
+    nearest double (as JavaScript and Go servers read it), refused beyond a double."""
+    value = int(text)
+    if len(text) < 19 or -_INT64 <= value < 2 * _INT64:
+        return value
+    return _finite_float(text)
+
+
 _SCAN = json.JSONDecoder(
-    object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite_float
+    object_pairs_hook=_unique_keys,
+    parse_constant=_no_constant,
+    parse_float=_finite_float,
+    parse_int=_integer,
 ).scan_once
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _TRAILING = re.compile(r"[ \t\n\r]*")

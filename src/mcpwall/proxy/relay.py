@@ -220,8 +220,9 @@ class Session:
                 batch.waiting.add(item["id"])
                 self._batches[item["id"]] = batch
         if forwarded:
-            # Forward exactly what was judged: the whole line if nothing was taken out.
-            self._to_server(line if not held else jsonrpc.dumps(forwarded))
+            # Forward exactly what was judged: the whole line if nothing was taken out
+            # (a denied notification is taken out without an answer to hold).
+            self._to_server(line if len(forwarded) == len(items) else jsonrpc.dumps(forwarded))
         if held and not batch.waiting:
             self._to_client(jsonrpc.dumps(held))
             held.clear()
