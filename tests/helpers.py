@@ -134,7 +134,10 @@ def call(request_id: Any, name: str, arguments: dict[str, Any] | None = None) ->
 
 def received(wire: Path) -> list[bytes]:
     """Every line the raw recorder received, exactly as received."""
-    return wire.read_bytes().splitlines(keepends=True) if wire.exists() else []
+    if not wire.exists():
+        return []
+    # Lines end at a newline only: a carriage return is spacing inside a JSON line.
+    return [line + b"\n" for line in wire.read_bytes().split(b"\n")[:-1]]
 
 
 def received_calls(wire: Path) -> list[Any]:

@@ -198,6 +198,17 @@ def respond(message: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def answer(message: Any) -> dict[str, Any] | None:
+    try:
+        return respond(message)
+    except (AttributeError, TypeError, ValueError) as exc:  # a shape it cannot read
+        return {
+            "jsonrpc": "2.0",
+            "id": message.get("id") if isinstance(message, dict) else None,
+            "error": {"code": -32603, "message": f"raw-recorder cannot read this: {exc}"},
+        }
+
+
 def main() -> None:
     for raw in sys.stdin.buffer:
         if WIRE:
@@ -211,20 +222,13 @@ def main() -> None:
             )
             continue
         if isinstance(message, list):
-            answers = [a for a in (respond(m) for m in message if isinstance(m, dict)) if a]
+            answers = [a for a in (answer(m) for m in message if isinstance(m, dict)) if a]
             if answers:
                 send(answers)
             continue
-        try:
-            answer = respond(message)
-        except (AttributeError, TypeError, ValueError) as exc:  # a shape it cannot read
-            answer = {
-                "jsonrpc": "2.0",
-                "id": message.get("id") if isinstance(message, dict) else None,
-                "error": {"code": -32603, "message": f"raw-recorder cannot read this: {exc}"},
-            }
-        if answer is not None:
-            send(answer)
+        reply = answer(message)
+        if reply is not None:
+            send(reply)
     if os.environ.get("MCPWALL_TEST_IGNORE_EOF"):
         if os.environ["MCPWALL_TEST_IGNORE_EOF"] == "and-term":
             signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -147,9 +147,10 @@ class Session:
             pending = _INITIALIZE
         elif method == "notifications/cancelled":
             params = message.get("params")
-            if type(params) is dict and params.get("requestId") in self._pending:
+            cancelled = params.get("requestId") if type(params) is dict else None
+            if jsonrpc.valid_id(cancelled) and cancelled in self._pending:
                 # The server may have acted already: its counters are kept, not refunded.
-                self._cancelled.add(params["requestId"])
+                self._cancelled.add(cancelled)
         if has_id:
             self._pending[request_id] = pending
         return _FORWARD
@@ -201,7 +202,7 @@ class Session:
             answers = [
                 _invalid(item["id"] if jsonrpc.valid_id(item["id"]) else None, refusal)
                 for item in items
-                if _is_request(item)
+                if _owed_an_answer(item)
             ]
             if answers:
                 self._to_client(jsonrpc.dumps(answers))
@@ -386,4 +387,12 @@ def _call_error(message: dict[str, Any]) -> str | None:
 
 
 def _is_request(item: Any) -> bool:
-    return type(item) is dict and "method" in item and "id" in item
+    return type(item) is dict and type(item.get("method")) is str and "id" in item
+
+
+def _owed_an_answer(item: Any) -> bool:
+    """Whether a batch element gets an answer of its own: anything with an id except a
+    response of the client's (no method, a result or an error)."""
+    if type(item) is not dict or "id" not in item:
+        return False
+    return item.get("method") is not None or not ("result" in item or "error" in item)
