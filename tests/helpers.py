@@ -9,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +29,26 @@ class RawProxy:
         )
         self._lines: queue.Queue[bytes | None] = queue.Queue()
         self.stderr_lines: list[str] = []
+        self._reading = threading.Event()  # cleared: a client that stops reading stdout
+        self._reading.set()
         threading.Thread(target=self._read_stdout, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
 
     def _read_stdout(self) -> None:
         assert self.process.stdout is not None
-        for line in iter(self.process.stdout.readline, b""):
+        while self._reading.wait():
+            line = self.process.stdout.readline()
+            if not line:
+                break
             self._lines.put(line)
         self._lines.put(None)
+
+    def stop_reading(self) -> None:
+        """Read nothing more from mcpwall's stdout (after, at most, one more line)."""
+        self._reading.clear()
+
+    def resume_reading(self) -> None:
+        self._reading.set()
 
     def _read_stderr(self) -> None:
         assert self.process.stderr is not None
@@ -102,6 +115,23 @@ class RawProxy:
         for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("the condition did not come true in time")
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory, in MiB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
 
 
 def initialize(proxy: RawProxy, version: str = "2025-11-25", request_id: int = 0) -> Any:

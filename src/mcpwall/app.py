@@ -90,6 +90,7 @@ def run_stdio(
     state: StateOptions,
     ops_options: OpsOptions,
     max_message: int = DEFAULT_MAX_MESSAGE,
+    call_timeout: float | None = None,
 ) -> int:
     """Run the stdio proxy until the server exits; the exit status to use."""
     holder = PolicyHolder(load_policy(policy_path))
@@ -102,7 +103,7 @@ def run_stdio(
     log.info("%s %s on %s (session %s)", mode, Path(policy_path).name, command[0], session_id)
 
     def make_session(to_server: Send, to_client: Send) -> Session:
-        return Session(session_id, holder, gate, to_server, to_client, ops.observers)
+        return Session(session_id, holder, gate, to_server, to_client, ops.observers, call_timeout)
 
     proxy = StdioProxy(command, make_session, max_message)
     watcher = PolicyWatcher(holder, ops.reloaded)

@@ -23,6 +23,7 @@ INVALID_REQUEST = -32600
 INVALID_PARAMS = -32602
 SERVER_GONE = -32000
 DENIED = -32001  # a denial that cannot be a tool result (a task-augmented call)
+TIMED_OUT = -32001  # as the MCP SDKs' RequestTimeout
 
 MODERN_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
 _INT64 = 2**63
@@ -145,6 +146,15 @@ def error(request_id: Any, code: int, message: str, data: Any = None) -> dict[st
     if data is not None:
         body["data"] = data
     return {"jsonrpc": "2.0", "id": request_id, "error": body}
+
+
+def cancellation(request_id: Any, reason: str) -> dict[str, Any]:
+    """mcpwall cancelling, on the agent's behalf, a request it stopped waiting for."""
+    return {
+        "jsonrpc": "2.0",
+        "method": "notifications/cancelled",
+        "params": {"requestId": request_id, "reason": f"[mcpwall] {reason}"},
+    }
 
 
 def denial(request_id: Any, decision: Decision, params: dict[str, Any]) -> dict[str, Any]:

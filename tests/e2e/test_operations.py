@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import MCPWALL, server_cmd
-from tests.helpers import RawProxy, call, initialize
+from tests.helpers import RawProxy, call, initialize, wait_for
 
 POLICY_A = """
 version: "1"
@@ -44,15 +44,6 @@ def events(directory: Path) -> list[dict[str, Any]]:
 
 def decisions(directory: Path) -> list[dict[str, Any]]:
     return [event for event in events(directory) if event["type"] == "decision"]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("the condition did not come true in time")
 
 
 @pytest.fixture

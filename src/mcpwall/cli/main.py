@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -121,6 +122,17 @@ def setup_logging(level: str) -> None:
     )
 
 
+def _seconds(text: str) -> float:
+    """A number of seconds above zero, for argparse."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"not a number of seconds above zero: {text!r}")
+    return value
+
+
 def _proxy(argv: list[str]) -> int:
     if "--" in argv:
         split = argv.index("--")
@@ -151,6 +163,14 @@ def _proxy(argv: list[str]) -> int:
         metavar="BYTES",
         default=None,
         help="largest message relayed (default: 256 MiB)",
+    )
+    parser.add_argument(
+        "--call-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=None,
+        help="answer a tools/call the server has not answered in this time with an error "
+        "(default: wait for ever)",
     )
     parser.add_argument("--version", action="version", version=f"mcpwall {__version__}")
     add_state_options(parser)
@@ -200,7 +220,14 @@ def _proxy(argv: list[str]) -> int:
         ns.events_dir, ns.log_args, ns.events_retention_days, ns.metrics_port, ns.metrics_bind
     )
     try:
-        return run_stdio(ns.config, command, state, ops, ns.max_message_size or DEFAULT_MAX_MESSAGE)
+        return run_stdio(
+            ns.config,
+            command,
+            state,
+            ops,
+            ns.max_message_size or DEFAULT_MAX_MESSAGE,
+            ns.call_timeout,
+        )
     except PolicyInvalid as exc:
         for error in exc.errors:
             print(f"{error}" + (f"\n    hint: {error.hint}" if error.hint else ""), file=sys.stderr)

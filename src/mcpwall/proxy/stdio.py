@@ -2,8 +2,9 @@
 
 Framing is newline-delimited JSON-RPC, messages of any size. Each direction has exactly
 one writer (an asyncio transport), so mcpwall's own answers never interleave with
-relayed lines. When a writer's buffer fills, the reader feeding it pauses: a slow
-client slows the server instead of growing mcpwall's memory.
+relayed lines. When a writer's buffer fills, the readers feeding it pause: a slow
+client slows the server instead of growing mcpwall's memory, and mcpwall stops reading
+the client's requests too, whose answers (denials) would have nowhere to go.
 
 Shutdown follows the MCP lifecycle (spec, basic/lifecycle "Shutdown"): when the client
 closes stdin, the server's stdin is closed; a server still running after EOF_GRACE gets
@@ -110,6 +111,7 @@ class StdioProxy:
         self._server_in: asyncio.WriteTransport | None = None
         self._client_out: Any = None
         self._client_in: Any = None
+        self._client_pauses = 0  # the server's stdin is full, the client's stdout is full
         self._stdout_closed = False
         self._exited = False
         self._client_closed = False
@@ -151,6 +153,8 @@ class StdioProxy:
         )
         self._client_out = await _open_client_writer(loop, self)
         self._client_in = await _open_client_reader(loop, self, client_lines)
+        if self._client_pauses:
+            self._client_in.pause_reading()
         for signum in _FORWARDED_SIGNALS:
             loop.add_signal_handler(signum, self._forward_signal, signum)
         try:
@@ -205,10 +209,14 @@ class StdioProxy:
             self._client_out.write(_line(data))
 
     def pause_client(self) -> None:
-        self._client_in.pause_reading()
+        self._client_pauses += 1
+        if self._client_pauses == 1 and self._client_in is not None:
+            self._client_in.pause_reading()
 
     def resume_client(self) -> None:
-        self._client_in.resume_reading()
+        self._client_pauses -= 1
+        if self._client_pauses == 0 and self._client_in is not None:
+            self._client_in.resume_reading()
 
     def pause_server(self) -> None:
         if self._child is not None and not self._stdout_closed:
@@ -397,10 +405,13 @@ class _ClientWriter(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def pause_writing(self) -> None:  # the client reads slowly
+        # Neither the server's output nor mcpwall's own answers (denials) can pile up.
         self._proxy.pause_server()
+        self._proxy.pause_client()
 
     def resume_writing(self) -> None:
         self._proxy.resume_server()
+        self._proxy.resume_client()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
