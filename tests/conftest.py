@@ -68,6 +68,15 @@ def record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Record:
     return Record(path)
 
 
+@pytest.fixture
+def wire(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the raw recorder writes every line it receives: the proof of what reached
+    the server."""
+    path = tmp_path / "wire.jsonl"
+    monkeypatch.setenv("MCPWALL_TEST_WIRE", str(path))
+    return path
+
+
 def server_cmd(name: str, *args: str) -> list[str]:
     """A test server of our own, run with this interpreter."""
     return [sys.executable, str(SERVERS / name), *args]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import shutil
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +30,36 @@ class RawProxy:
         )
         self._lines: queue.Queue[bytes | None] = queue.Queue()
         self.stderr_lines: list[str] = []
+        self._reading = threading.Event()  # cleared: a client that stops reading stdout
+        self._reading.set()
         threading.Thread(target=self._read_stdout, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
 
     def _read_stdout(self) -> None:
         assert self.process.stdout is not None
-        for line in iter(self.process.stdout.readline, b""):
+        while self._reading.wait():
+            try:
+                line = self.process.stdout.readline()
+            except (ValueError, OSError):  # closed under this thread when the test ends
+                break
+            if not line:
+                break
             self._lines.put(line)
         self._lines.put(None)
 
+    def stop_reading(self) -> None:
+        """Read nothing more from mcpwall's stdout (after, at most, one more line)."""
+        self._reading.clear()
+
+    def resume_reading(self) -> None:
+        self._reading.set()
+
     def _read_stderr(self) -> None:
         assert self.process.stderr is not None
-        for line in iter(self.process.stderr.readline, b""):
-            self.stderr_lines.append(line.decode("utf-8", "replace"))
+        # The pipe may be closed under this thread when the test ends.
+        with contextlib.suppress(ValueError, OSError):
+            for line in iter(self.process.stderr.readline, b""):
+                self.stderr_lines.append(line.decode("utf-8", "replace"))
 
     @property
     def stderr(self) -> str:
@@ -104,6 +123,23 @@ class RawProxy:
                 pipe.close()
 
 
+def wait_for(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("the condition did not come true in time")
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory, in MiB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
 def initialize(proxy: RawProxy, version: str = "2025-11-25", request_id: int = 0) -> Any:
     reply = proxy.request(
         {
@@ -130,6 +166,41 @@ def call(request_id: Any, name: str, arguments: dict[str, Any] | None = None) ->
         "method": "tools/call",
         "params": {"name": name, "arguments": arguments or {}},
     }
+
+
+def received(wire: Path) -> list[bytes]:
+    """Every line the raw recorder received, exactly as received."""
+    if not wire.exists():
+        return []
+    # Lines end at a newline only: a carriage return is spacing inside a JSON line.
+    return [line + b"\n" for line in wire.read_bytes().split(b"\n")[:-1]]
+
+
+def received_calls(wire: Path) -> list[Any]:
+    """The name of every tools/call that reached the server, at any depth of any line
+    (a batch, a batch inside a batch), each line read as a server would: it must have
+    one meaning only."""
+    names: list[Any] = []
+    for line in received(wire):
+        names.extend(
+            call["params"]["name"]
+            for call in _tool_calls(json.loads(line, object_pairs_hook=_one_meaning))
+        )
+    return names
+
+
+def _one_meaning(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    assert len(set(keys)) == len(keys), f"the server received duplicate keys: {keys}"
+    return dict(pairs)
+
+
+def _tool_calls(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, list):
+        return [found for item in value for found in _tool_calls(item)]
+    if isinstance(value, dict) and value.get("method") == "tools/call":
+        return [value]
+    return []
 
 
 class RedisServer:

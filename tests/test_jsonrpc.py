@@ -17,7 +17,9 @@ from mcpwall.jsonrpc import Malformed, decode_strict
         (b'{ "a" : 1 }', {"a": 1}),  # spaced: the strict reader
         (b'{"a":"\\u00e9"}', {"a": "é"}),  # escaped where the encoder would not
         (b'{"a":"\\ud83d\\ude00"}', {"a": "😀"}),  # a surrogate pair is one character
-        (b'{"n":123456789012345678901234567890}', {"n": 123456789012345678901234567890}),
+        (b'{"n":18446744073709551615}', {"n": 2**64 - 1}),  # 64 bits: exact
+        (b'{"n":-9223372036854775808}', {"n": -(2**63)}),
+        (b'{"n":123456789012345678901234567890}', {"n": 1.2345678901234568e29}),  # a double
         (b'{"n":1e5}', {"n": 100000.0}),
         (b"[]", []),
     ],
@@ -39,6 +41,7 @@ def test_reads(raw: bytes, value: Any) -> None:
         b'{"a":NaN}',
         b'{"a":-Infinity}',
         b'{"a":1e400}',
+        b'{"a":1' + b"0" * 400 + b"}",  # an integer beyond a double
         b'{"a":1} {"b":2}',
         b'{"a":"tab\tinside"}',
         b"[" * 5000 + b"]" * 5000,

@@ -120,6 +120,7 @@ def run_stdio(
     state: StateOptions,
     ops_options: OpsOptions,
     max_message: int = DEFAULT_MAX_MESSAGE,
+    call_timeout: float | None = None,
 ) -> int:
     """Run the stdio proxy until the server ends; the exit status to use."""
     holder = PolicyHolder(load_policy(policy_path))
@@ -134,7 +135,7 @@ def run_stdio(
     )
 
     def make_session(to_server: Send, to_client: Deliver) -> Session:
-        return Session(session_id, holder, gate, to_server, to_client, ops.observers)
+        return Session(session_id, holder, gate, to_server, to_client, ops.observers, call_timeout)
 
     def make_link(events: LinkEvents) -> ServerLink:
         return upstream.link(events, max_message)
@@ -185,6 +186,7 @@ def run_http(
     state: StateOptions,
     ops_options: OpsOptions,
     listener: ListenerOptions,
+    call_timeout: float | None = None,
 ) -> int:
     """Serve Streamable HTTP to many clients until stopped (SIGINT, SIGTERM)."""
     from mcpwall.proxy.http_listener import HttpListener
@@ -199,7 +201,7 @@ def run_http(
         return upstream.link(events, listener.max_message, client_headers)
 
     def make_session(label: str, to_server: Send, to_client: Deliver) -> Session:
-        return Session(label, holder, gate, to_server, to_client, ops.observers)
+        return Session(label, holder, gate, to_server, to_client, ops.observers, call_timeout)
 
     server = HttpListener(listener, make_backend, make_session)
     watcher = PolicyWatcher(holder, ops.reloaded)

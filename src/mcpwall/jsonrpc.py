@@ -23,6 +23,7 @@ INVALID_REQUEST = -32600
 INVALID_PARAMS = -32602
 SERVER_GONE = -32000
 DENIED = -32001  # a denial that cannot be a tool result (a task-augmented call)
+TIMED_OUT = -32001  # as the MCP SDKs' RequestTimeout
 
 MODERN_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
 _INT64 = 2**63
@@ -54,8 +55,20 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _integer(text: str) -> int | float:
+    """An integer as orjson reads one on the fast path: exact within 64 bits, else the
+    nearest double (as JavaScript and Go servers read it), refused beyond a double."""
+    value = int(text)
+    if len(text) < 19 or -_INT64 <= value < 2 * _INT64:
+        return value
+    return _finite_float(text)
+
+
 _SCAN = json.JSONDecoder(
-    object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite_float
+    object_pairs_hook=_unique_keys,
+    parse_constant=_no_constant,
+    parse_float=_finite_float,
+    parse_int=_integer,
 ).scan_once
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _TRAILING = re.compile(r"[ \t\n\r]*")
@@ -133,6 +146,15 @@ def error(request_id: Any, code: int, message: str, data: Any = None) -> dict[st
     if data is not None:
         body["data"] = data
     return {"jsonrpc": "2.0", "id": request_id, "error": body}
+
+
+def cancellation(request_id: Any, reason: str) -> dict[str, Any]:
+    """mcpwall cancelling, on the agent's behalf, a request it stopped waiting for."""
+    return {
+        "jsonrpc": "2.0",
+        "method": "notifications/cancelled",
+        "params": {"requestId": request_id, "reason": f"[mcpwall] {reason}"},
+    }
 
 
 def denial(request_id: Any, decision: Decision, params: dict[str, Any]) -> dict[str, Any]:

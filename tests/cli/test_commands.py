@@ -87,6 +87,8 @@ def test_check_says_allowed_or_denied_by_exit_status(
         ),
         (["check", "-c", "p.yaml", "t", "--args", "[1]"], "--args must be a JSON object"),
         (["-c", "p.yaml", "--", "/no/such/server"], "cannot start the MCP server"),
+        (["-c", "p.yaml", "--call-timeout", "0", "--", "true"], "seconds above zero: '0'"),
+        (["-c", "p.yaml", "--call-timeout", "nan", "--", "true"], "seconds above zero: 'nan'"),
     ],
 )
 def test_user_errors_are_one_clear_sentence(

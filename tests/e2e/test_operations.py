@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import MCPWALL, server_cmd
-from tests.helpers import RawProxy, call, initialize
+from tests.helpers import RawProxy, call, initialize, wait_for
 
 POLICY_A = """
 version: "1"
@@ -44,15 +44,6 @@ def events(directory: Path) -> list[dict[str, Any]]:
 
 def decisions(directory: Path) -> list[dict[str, Any]]:
     return [event for event in events(directory) if event["type"] == "decision"]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("the condition did not come true in time")
 
 
 @pytest.fixture
@@ -230,7 +221,7 @@ def test_hot_reload_applies_keeps_counters_and_refuses_bad_edits(
 
     policy.write_text('version: "1"\ntools:\n  echo:\n    rules:\n      - {action: maybe}\n')
     wait_for(lambda: "does not validate" in proxy.stderr)
-    assert f"{policy}:5:18: tools.echo.rules[0]: action must be" in proxy.stderr
+    wait_for(lambda: f"{policy}:5:18: tools.echo.rules[0]: action must be" in proxy.stderr)
     assert (
         proxy.request(call(7, "pods_delete"))["result"]["_meta"]["mcpwall/decision"]["rule"]
         == "rule-b"

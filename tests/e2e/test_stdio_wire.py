@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import server_cmd
-from tests.helpers import RawProxy, call, initialize
+from tests.helpers import RawProxy, call, initialize, received, received_calls, wait_for
 
 POLICY = """
 version: "1"
@@ -27,27 +27,6 @@ tools:
       - action: deny
         reason: "Pod deletion is not permitted via AI agents"
 """
-
-
-@pytest.fixture
-def wire(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "wire.jsonl"
-    monkeypatch.setenv("MCPWALL_TEST_WIRE", str(path))
-    return path
-
-
-def received(wire: Path) -> list[bytes]:
-    return wire.read_bytes().splitlines(keepends=True) if wire.exists() else []
-
-
-def received_calls(wire: Path) -> list[str]:
-    names = []
-    for line in received(wire):
-        message = json.loads(line)
-        for item in message if isinstance(message, list) else [message]:
-            if item.get("method") == "tools/call":
-                names.append(item["params"]["name"])
-    return names
 
 
 @pytest.fixture
@@ -288,7 +267,7 @@ def test_twenty_megabyte_line_round_trips(proxy: RawProxy) -> None:
 def test_malformed_server_line_is_dropped(proxy: RawProxy) -> None:
     reply = proxy.request({"jsonrpc": "2.0", "id": 1, "method": "test/garbage"})
     assert reply == {"jsonrpc": "2.0", "id": 1, "result": {"after": "garbage"}}
-    assert "dropped a malformed line from the server" in proxy.stderr
+    wait_for(lambda: "dropped a malformed line from the server" in proxy.stderr)
 
 
 def test_server_death_answers_every_pending_request(proxy: RawProxy) -> None:
@@ -298,7 +277,7 @@ def test_server_death_answers_every_pending_request(proxy: RawProxy) -> None:
     errors = {proxy.recv()["id"]: None for _ in range(3)}
     assert set(errors) == {1, 2, 3}
     assert proxy.wait() == 3  # the server's own exit status
-    assert "crashing on purpose" in proxy.stderr  # the server's stderr is passed on
+    wait_for(lambda: "crashing on purpose" in proxy.stderr)  # the server's stderr is passed on
 
 
 def test_pending_error_names_the_server_exit(proxy: RawProxy) -> None:
@@ -326,7 +305,7 @@ def test_server_that_ignores_eof_is_stopped(
     proxy.close_stdin()
     assert proxy.wait(timeout=8) == 0
     assert time.monotonic() - started < 5.5
-    assert "SIGTERM" in proxy.stderr
+    wait_for(lambda: "SIGTERM" in proxy.stderr)
 
 
 def test_sigterm_reaches_the_server_and_its_status_is_mcpwalls(proxy: RawProxy) -> None:

@@ -233,7 +233,10 @@ def test_every_intercept_validation_error_is_reported(
             "tools.t.validate_arguments must be true or false, got 1",
         ),
         ("redact: {detectors: [kube]}", 'unknown redaction detector "kube"'),
-        ("redact: {patterns: [{name: x, regex: '('}]}", 'redact.patterns[0]: invalid regex "(": missing ): ('),
+        (
+            "redact: {patterns: [{name: x, regex: '('}]}",
+            'redact.patterns[0]: invalid regex "(": missing ): (',
+        ),
         ("redact: {patterns: [{regex: 'a'}]}", "redact.patterns[0]: a pattern needs a name"),
         (
             RULE + "{name: r, action: evaluate, when: "

@@ -6,7 +6,11 @@ the file named by MCPWALL_TEST_WIRE, exactly as received.
 
 Tools: echo (returns its arguments), fail (JSON-RPC error), iserror (an isError result),
 crash (exits with status 3 without answering), slow (answers after arguments.seconds),
-ask (sends a sampling request to the client and answers with the client's reply).
+ask (sends a sampling request to the client and answers with the client's reply), flood
+(arguments.count notifications of arguments.size bytes each, then the answer), block
+(stops reading stdin for arguments.seconds, then answers). Any other name is answered
+like echo, unless MCPWALL_TEST_EXACT_TOOLS is set: then, as a server that looks its tools
+up by exact name, with a JSON-RPC error for an unknown tool.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 WIRE = os.environ.get("MCPWALL_TEST_WIRE")
 VERSION = os.environ.get("MCPWALL_TEST_VERSION")  # force the negotiated version
+EXACT_TOOLS = bool(os.environ.get("MCPWALL_TEST_EXACT_TOOLS"))
 out_lock = threading.Lock()
 waiting: dict[Any, Any] = {}  # server request id -> original client request id
 
@@ -47,6 +52,8 @@ TOOLS = [
     {"name": "slow", "inputSchema": {"type": "object"}},
     {"name": "ask", "inputSchema": {"type": "object"}},
 ]
+# flood and block are for the fault tests; unlisted, so the listing tests keep their pages.
+KNOWN = frozenset(str(tool["name"]) for tool in TOOLS) | {"flood", "block"}
 
 
 def send(message: Any) -> None:
@@ -95,6 +102,12 @@ def respond(message: dict[str, Any]) -> dict[str, Any] | None:
     if method == "tools/call":
         name = params.get("name")
         arguments = params.get("arguments") or {}
+        if EXACT_TOOLS and name not in KNOWN:
+            return {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "error": {"code": -32602, "message": f"Unknown tool: {name}"},
+            }
         if name == "fail":
             return {
                 "jsonrpc": "2.0",
@@ -125,6 +138,20 @@ def respond(message: dict[str, Any]) -> dict[str, Any] | None:
 
             threading.Thread(target=later, daemon=True).start()
             return None
+        if name == "flood":
+            pad = "x" * int(arguments.get("size", 100))
+            for seq in range(int(arguments.get("count", 1000))):
+                send(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "notifications/message",
+                        "params": {"level": "info", "data": {"seq": seq, "pad": pad}},
+                    }
+                )
+            return {"jsonrpc": "2.0", "id": request_id, "result": {"content": []}}
+        if name == "block":
+            time.sleep(float(arguments.get("seconds", 1)))
+            return {"jsonrpc": "2.0", "id": request_id, "result": {"content": []}}
         if name == "ask":
             server_id = f"srv-{request_id}"
             waiting[server_id] = request_id
@@ -171,6 +198,17 @@ def respond(message: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def answer(message: Any) -> dict[str, Any] | None:
+    try:
+        return respond(message)
+    except (AttributeError, TypeError, ValueError) as exc:  # a shape it cannot read
+        return {
+            "jsonrpc": "2.0",
+            "id": message.get("id") if isinstance(message, dict) else None,
+            "error": {"code": -32603, "message": f"raw-recorder cannot read this: {exc}"},
+        }
+
+
 def main() -> None:
     for raw in sys.stdin.buffer:
         if WIRE:
@@ -184,13 +222,13 @@ def main() -> None:
             )
             continue
         if isinstance(message, list):
-            answers = [a for a in (respond(m) for m in message if isinstance(m, dict)) if a]
+            answers = [a for a in (answer(m) for m in message if isinstance(m, dict)) if a]
             if answers:
                 send(answers)
             continue
-        answer = respond(message)
-        if answer is not None:
-            send(answer)
+        reply = answer(message)
+        if reply is not None:
+            send(reply)
     if os.environ.get("MCPWALL_TEST_IGNORE_EOF"):
         if os.environ["MCPWALL_TEST_IGNORE_EOF"] == "and-term":
             signal.signal(signal.SIGTERM, signal.SIG_IGN)

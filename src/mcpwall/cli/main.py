@@ -10,6 +10,7 @@ import argparse
 import importlib
 import itertools
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -143,6 +144,17 @@ def setup_logging(level: str) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _seconds(text: str) -> float:
+    """A number of seconds above zero, for argparse."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"not a number of seconds above zero: {text!r}")
+    return value
+
+
 def _proxy(argv: list[str]) -> int:
     if "--" in argv:
         split = argv.index("--")
@@ -189,6 +201,14 @@ def _proxy(argv: list[str]) -> int:
         metavar="BYTES",
         default=None,
         help="largest message relayed (default: 256 MiB)",
+    )
+    parser.add_argument(
+        "--call-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=None,
+        help="answer a tools/call the server has not answered in this time with an error "
+        "(default: wait for ever)",
     )
     parser.add_argument("--version", action="version", version=f"mcpwall {__version__}")
     add_state_options(parser)
@@ -294,8 +314,9 @@ def _proxy(argv: list[str]) -> int:
         if ns.transport == "http":
             from mcpwall.app import run_http
 
-            return run_http(ns.config, upstream, state, ops, _listener(ns, max_message))
-        return run_stdio(ns.config, upstream, state, ops, max_message)
+            listener = _listener(ns, max_message)
+            return run_http(ns.config, upstream, state, ops, listener, ns.call_timeout)
+        return run_stdio(ns.config, upstream, state, ops, max_message, ns.call_timeout)
     except PolicyInvalid as exc:
         for error in exc.errors:
             print(f"{error}" + (f"\n    hint: {error.hint}" if error.hint else ""), file=sys.stderr)

@@ -267,6 +267,7 @@ def _add_checks(
                 f'Rule "{rule.name}" counts {counter.increment_from_path}, which must be a '
                 f"non-negative number (it is {shown})"
             )
+        amount = float(amount)  # stores keep doubles: SQLite's integers stop at 2**63
     checks.append(
         Check(
             position,

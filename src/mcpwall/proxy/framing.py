@@ -34,6 +34,10 @@ class LineFramer:
                 return
             if self._discarding:
                 self._discarding = False
+            elif self._size + end - start > self._limit:  # a whole line in a large read
+                self._parts.clear()
+                self._size = 0
+                self._on_oversize()
             elif self._parts:
                 self._parts.append(data[start : end + 1])
                 line = b"".join(self._parts)

@@ -10,6 +10,7 @@ reservations, and everything else passes unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +50,7 @@ _DROP = object()
 _LIST = "tools/list"
 _INITIALIZE = "initialize"
 _OTHER = "request"
+_EXPIRED = "expired"  # a tools/call answered by mcpwall with a timeout; its id stays taken
 
 # Protocol versions in which a JSON-RPC batch is a valid message.
 _BATCH_VERSIONS = frozenset({"2025-03-26"})
@@ -80,6 +82,7 @@ class Session:
         to_server: Send,
         to_client: Deliver,
         observers: Sequence[Observer] = (),
+        call_timeout: float | None = None,
     ) -> None:
         self.id = session_id
         self._policy = policy
@@ -93,6 +96,8 @@ class Session:
         self._pending: dict[Any, Decision | str] = {}
         self._batches: dict[Any, _Batch] = {}
         self._cancelled: set[Any] = set()
+        self._call_timeout = call_timeout
+        self._deadlines: dict[Any, asyncio.TimerHandle] = {}
         self._debug = log.isEnabledFor(logging.DEBUG)
         self.protocol_version: str | None = None
 
@@ -152,11 +157,16 @@ class Session:
             pending = _INITIALIZE
         elif method == "notifications/cancelled":
             params = message.get("params")
-            if type(params) is dict and params.get("requestId") in self._pending:
+            cancelled = params.get("requestId") if type(params) is dict else None
+            if jsonrpc.valid_id(cancelled) and cancelled in self._pending:
                 # The server may have acted already: its counters are kept, not refunded.
-                self._cancelled.add(params["requestId"])
+                self._cancelled.add(cancelled)
         if has_id:
             self._pending[request_id] = pending
+            if self._call_timeout is not None and type(pending) is Decision:
+                self._deadlines[request_id] = asyncio.get_running_loop().call_later(
+                    self._call_timeout, self._expire, request_id, pending
+                )
         return _FORWARD
 
     def _judge(self, message: dict[str, Any], has_id: bool) -> Any:
@@ -206,7 +216,7 @@ class Session:
             answers = [
                 _invalid(item["id"] if jsonrpc.valid_id(item["id"]) else None, refusal)
                 for item in items
-                if _is_request(item)
+                if _owed_an_answer(item)
             ]
             if answers:
                 self._to_client(jsonrpc.dumps(answers), [a["id"] for a in answers])
@@ -225,8 +235,9 @@ class Session:
                 batch.waiting.add(item["id"])
                 self._batches[item["id"]] = batch
         if forwarded:
-            # Forward exactly what was judged: the whole line if nothing was taken out.
-            self._to_server(line if not held else jsonrpc.dumps(forwarded))
+            # Forward exactly what was judged: the whole line if nothing was taken out
+            # (a denied notification is taken out without an answer to hold).
+            self._to_server(line if len(forwarded) == len(items) else jsonrpc.dumps(forwarded))
         if held and not batch.waiting:
             self._to_client(jsonrpc.dumps(held), [answer["id"] for answer in held])
             held.clear()
@@ -246,6 +257,8 @@ class Session:
                 self._to_client(line, SERVER_MESSAGE)  # a request or notification
                 return
             rewritten, batch = self._server_response(message)
+            if rewritten is _DROP:
+                return
             reply_to = message.get("id")
             self._to_client(line if rewritten is None else jsonrpc.dumps(rewritten), reply_to)
             if batch is not None and batch.held and not batch.waiting:
@@ -263,6 +276,13 @@ class Session:
         pending = self._pending.pop(request_id, None)
         if pending is None:
             return None, None
+        if self._deadlines:
+            deadline = self._deadlines.pop(request_id, None)
+            if deadline is not None:
+                deadline.cancel()
+        if pending is _EXPIRED:
+            log.info("dropped the MCP server's late answer to request %r", request_id)
+            return _DROP, None
         batch = None
         if self._batches:
             batch = self._batches.pop(request_id, None)
@@ -309,6 +329,9 @@ class Session:
         for item in items:
             if type(item) is dict and "method" not in item and "id" in item:
                 rewritten, batch = self._server_response(item)
+                if rewritten is _DROP:
+                    changed = True
+                    continue
                 if rewritten is not None:
                     item, changed = rewritten, True
                 if batch is not None and batch not in batches:
@@ -319,6 +342,8 @@ class Session:
                 out.extend(batch.held)
                 batch.held = []
                 changed = True
+        if not out:
+            return
         answered = [item.get("id") for item in out if type(item) is dict and "method" not in item]
         self._to_client(jsonrpc.dumps(out) if changed else line, answered)
 
@@ -326,8 +351,13 @@ class Session:
 
     def server_gone(self, what: str) -> int:
         """Answer every request still waiting for the server; how many there were."""
-        waiting = list(self._pending.items())
+        waiting = [
+            (key, pending) for key, pending in self._pending.items() if pending is not _EXPIRED
+        ]
         self._pending.clear()
+        for deadline in self._deadlines.values():
+            deadline.cancel()
+        self._deadlines.clear()
         for request_id, pending in waiting:
             if type(pending) is Decision:
                 if request_id not in self._cancelled:
@@ -344,6 +374,35 @@ class Session:
             if batch is not None and batch.held:
                 self._flush_batch(batch)
         return len(waiting)
+
+    def _expire(self, request_id: Any, decision: Decision) -> None:
+        """A tools/call the server has not answered within the call timeout: answered
+        here with an error and settled as a failed call; the server is asked to cancel
+        it. Its id stays taken until the server's late answer, which is dropped, so that
+        the agent never gets two answers to one request."""
+        del self._deadlines[request_id]
+        seconds = f"{self._call_timeout:g} s"
+        log.warning("no answer from the MCP server to %s within %s", decision.tool, seconds)
+        self._pending[request_id] = _EXPIRED
+        if request_id in self._cancelled:  # cancelled by the agent: counters are kept
+            self._cancelled.discard(request_id)
+        else:
+            self._gate.settle(decision, failed=True)
+        self._answered(decision, f"no answer within {seconds}")
+        self._to_server(jsonrpc.dumps(jsonrpc.cancellation(request_id, f"no answer in {seconds}")))
+        reply = jsonrpc.error(
+            request_id,
+            jsonrpc.TIMED_OUT,
+            f"[mcpwall] the MCP server did not answer this tools/call within {seconds}",
+        )
+        batch = self._batches.pop(request_id, None)
+        if batch is None:
+            self._reply(reply)
+            return
+        batch.waiting.discard(request_id)
+        batch.held.append(reply)
+        if not batch.waiting:
+            self._flush_batch(batch)
 
     def refuse_oversize(self, limit: int) -> None:
         """A message from the client was larger than ``limit`` and was discarded."""
@@ -395,4 +454,12 @@ def _call_error(message: dict[str, Any]) -> str | None:
 
 
 def _is_request(item: Any) -> bool:
-    return type(item) is dict and "method" in item and "id" in item
+    return type(item) is dict and type(item.get("method")) is str and "id" in item
+
+
+def _owed_an_answer(item: Any) -> bool:
+    """Whether a batch element gets an answer of its own: anything with an id except a
+    response of the client's (no method, a result or an error)."""
+    if type(item) is not dict or "id" not in item:
+        return False
+    return item.get("method") is not None or not ("result" in item or "error" in item)

@@ -3,8 +3,9 @@ size, relayed to a server however it is reached (a child process, a remote serve
 
 Each direction has exactly one writer, so mcpwall's own answers never interleave with
 relayed lines, and what one read produces for a side is written in one call. When a
-writer's buffer fills, the reader feeding it pauses: a slow client slows the server
-instead of growing mcpwall's memory.
+writer's buffer fills, the readers feeding it pause: a slow client slows the server
+instead of growing mcpwall's memory, and mcpwall stops reading the client's requests
+too, whose answers (denials) would have nowhere to go.
 
 When the client closes stdin, the server is told (EOF on its stdin, or the end of the
 HTTP session); when the server ends, every request it left unanswered gets a JSON-RPC
@@ -50,6 +51,7 @@ class StdioProxy(LinkEvents):
         self._max_message = max_message
         self._client_out: Any = None
         self._client_in: Any = None
+        self._client_pauses = 0  # the server's side is full, the client's stdout is full
         self._client_closed = False
         self._signals_seen: dict[int, int] = {}
         self._holding = False
@@ -67,6 +69,8 @@ class StdioProxy(LinkEvents):
         client_lines = LineFramer(session.from_client, self._max_message, self._client_oversize)
         self._client_out = await _open_client_writer(loop, self)
         self._client_in = await _open_client_reader(loop, self, client_lines)
+        if self._client_pauses:
+            self._client_in.pause_reading()
         for signum in _FORWARDED_SIGNALS:
             loop.add_signal_handler(signum, self._forward_signal, signum)
         try:
@@ -101,10 +105,14 @@ class StdioProxy(LinkEvents):
         self.flush()
 
     def pause(self) -> None:  # the server cannot take more: stop reading the client
-        self._client_in.pause_reading()
+        self._client_pauses += 1
+        if self._client_pauses == 1 and self._client_in is not None:
+            self._client_in.pause_reading()
 
     def resume(self) -> None:
-        self._client_in.resume_reading()
+        self._client_pauses -= 1
+        if self._client_pauses == 0 and self._client_in is not None:
+            self._client_in.resume_reading()
 
     # -- sending: what one read produces is written in one call per side -----------------
 
@@ -198,10 +206,13 @@ class _ClientWriter(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def pause_writing(self) -> None:  # the client reads slowly
+        # Neither the server's output nor mcpwall's own answers (denials) can pile up.
         self._proxy.pause_server()
+        self._proxy.pause()
 
     def resume_writing(self) -> None:
         self._proxy.resume_server()
+        self._proxy.resume()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
