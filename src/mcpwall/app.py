@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcpwall.engine.gate import Gate
+from mcpwall.engine.pins import PinBook
 from mcpwall.ops.reload import PolicyHolder, PolicyWatcher
 from mcpwall.policy import load_policy
+from mcpwall.proxy.approval import Seal
 from mcpwall.proxy.child import ServerProcess
 from mcpwall.proxy.link import LinkEvents, ServerLink
 from mcpwall.proxy.relay import Deliver, Observer, Send, Session
 from mcpwall.proxy.stdio import DEFAULT_MAX_MESSAGE, StdioProxy
+from mcpwall.proxy.tools import ToolView
 from mcpwall.state import open_store
 
 if TYPE_CHECKING:
@@ -97,9 +100,15 @@ class Upstream:
     command: list[str]
     url: str | None = None
     headers: dict[str, str] | None = None
+    name: str | None = None  # what its tools are pinned under (--server-name)
 
     def describe(self) -> str:
         return self.url or " ".join(self.command)
+
+    def tool_view(self, gate: Gate, state: StateOptions) -> ToolView:
+        """What every session with this server learns of its tools, shared."""
+        pins = PinBook(gate.store, self.name or self.describe(), gate.prefix)
+        return ToolView(pins, state.fail_open)
 
     def link(
         self,
@@ -134,8 +143,19 @@ def run_stdio(
         "%s %s on %s (session %s)", mode, Path(policy_path).name, upstream.describe(), session_id
     )
 
+    tools = upstream.tool_view(gate, state)
+
     def make_session(to_server: Send, to_client: Deliver) -> Session:
-        return Session(session_id, holder, gate, to_server, to_client, ops.observers, call_timeout)
+        return Session(
+            session_id,
+            holder,
+            gate,
+            to_server,
+            to_client,
+            ops.observers,
+            call_timeout,
+            tools=tools,
+        )
 
     def make_link(events: LinkEvents) -> ServerLink:
         return upstream.link(events, max_message)
@@ -200,8 +220,21 @@ def run_http(
     def make_backend(events: LinkEvents, client_headers: dict[str, str]) -> ServerLink:
         return upstream.link(events, listener.max_message, client_headers)
 
+    tools = upstream.tool_view(gate, state)
+    seal = Seal()  # one per process: a 2026-07-28 retry may come on any connection
+
     def make_session(label: str, to_server: Send, to_client: Deliver) -> Session:
-        return Session(label, holder, gate, to_server, to_client, ops.observers, call_timeout)
+        return Session(
+            label,
+            holder,
+            gate,
+            to_server,
+            to_client,
+            ops.observers,
+            call_timeout,
+            tools=tools,
+            seal=seal,
+        )
 
     server = HttpListener(listener, make_backend, make_session)
     watcher = PolicyWatcher(holder, ops.reloaded)

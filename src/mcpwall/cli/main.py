@@ -189,6 +189,11 @@ def _proxy(argv: list[str]) -> int:
         help="a remote MCP server (Streamable HTTP, or legacy HTTP+SSE) instead of a command",
     )
     parser.add_argument(
+        "--server-name",
+        metavar="NAME",
+        help="the name the server's tools are pinned under (default: its command line, or its URL)",
+    )
+    parser.add_argument(
         "--header",
         action="append",
         default=[],
@@ -310,7 +315,7 @@ def _proxy(argv: list[str]) -> int:
     )
     max_message = ns.max_message_size or DEFAULT_MAX_MESSAGE
     try:
-        upstream = Upstream(command, ns.upstream, _headers(ns.header))
+        upstream = Upstream(command, ns.upstream, _headers(ns.header), ns.server_name)
         if ns.transport == "http":
             from mcpwall.app import run_http
 

@@ -43,8 +43,11 @@ class Decision:
     tokens: tuple[Token, ...] = ()
     # Under mode: monitor a call that the policy denies is let through; it is marked.
     monitored: bool = False
-    # An allowed call that a human must approve first: the approve rule that applies.
+    # An allowed call that a human must approve first: the approve rule that applies,
+    # and what came of asking (accepted, decline, cancel, timed out, remembered, ...).
     approval: Rule | None = None
+    approval_outcome: str | None = None
+    redacted: dict[str, int] | None = None  # secrets taken out of the result, by kind
     # Filled in by the relay, for the audit log and the metrics.
     request_id: Any = None
     latency_us: float = 0.0
@@ -129,9 +132,7 @@ class Gate:
             return Decision(True, tool)
 
         try:
-            outcome = self._store_for_use().reserve(
-                checks, self.clock(), commit=commit and denial is None
-            )
+            outcome = self.store().reserve(checks, self.clock(), commit=commit and denial is None)
         except StoreUnavailable as exc:
             if denial is not None:
                 return Decision(False, tool, denial[0].name, denial[1])
@@ -159,7 +160,8 @@ class Gate:
             "denied until it is back",
         )
 
-    def _store_for_use(self) -> CounterStore:
+    def store(self) -> CounterStore:
+        """The state store, opened on first use. Raises StoreUnavailable."""
         if self._store is not None:
             return self._store
         now = time.monotonic()

@@ -1,15 +1,20 @@
-"""Tool pinning, against "rug pulls": the first definition of each tool a server shows
-(name, description, input schema, annotations) is remembered, as a SHA-256, in the state
-store. A later, different definition is reported; under ``pin: enforce`` the tool is
-hidden and its calls denied until ``mcpwall pin accept`` approves the new version.
+"""Tool pinning, against "rug pulls": the first definition a server shows of each tool
+(title, description, input and output schema, annotations) is remembered in the state
+store, one SHA-256 per field. A later, different definition is reported with the fields
+that changed; under ``pin: enforce`` the tool is hidden and its calls denied until
+``mcpwall pin accept`` approves the new version.
+
+Pins live in the state store, so that every replica sharing it, and every later run,
+sees the same pins, and ``mcpwall pin`` can approve from anywhere.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -18,96 +23,139 @@ from mcpwall.state.base import CounterStore
 
 log = logging.getLogger("mcpwall")
 
-PREFIX = "pin|"
+PINNED_FIELDS = ("title", "description", "inputSchema", "outputSchema", "annotations")
+KEY_PREFIX = "pin|"
+
+Fingerprint = dict[str, str]
 
 
-def definition_digest(tool: dict[str, Any]) -> str:
-    pinned = {key: tool.get(key) for key in ("name", "description", "inputSchema", "annotations")}
-    return hashlib.sha256(orjson.dumps(pinned, option=orjson.OPT_SORT_KEYS)).hexdigest()
+def fingerprint(tool: dict[str, Any]) -> Fingerprint:
+    """One digest per pinned field of a tool definition (an absent field too)."""
+    return {
+        name: hashlib.sha256(orjson.dumps(tool.get(name), option=orjson.OPT_SORT_KEYS)).hexdigest()
+        for name in PINNED_FIELDS
+    }
 
 
 @dataclass
 class Pin:
-    accepted: str
-    pending: str | None = None  # a definition seen since, not yet accepted
+    accepted: Fingerprint
+    pending: Fingerprint | None = None  # a definition seen since, not yet accepted
+    changed_at: float | None = None
+
+    @property
+    def changed_fields(self) -> list[str]:
+        if self.pending is None:
+            return []
+        return [name for name in PINNED_FIELDS if self.pending.get(name) != self.accepted.get(name)]
 
     def encode(self) -> str:
-        return orjson.dumps({"accepted": self.accepted, "pending": self.pending}).decode()
+        return orjson.dumps(
+            {"accepted": self.accepted, "pending": self.pending, "changed_at": self.changed_at}
+        ).decode()
 
     @classmethod
     def decode(cls, text: str) -> Pin:
         data = orjson.loads(text)
-        return cls(str(data["accepted"]), data.get("pending"))
+        return cls(data["accepted"], data.get("pending"), data.get("changed_at"))
 
 
 @dataclass
 class Change:
     tool: str
-    accepted: str
-    seen: str
+    fields: list[str]
+    new: bool  # seen for the first time anywhere (not only by this process)
 
 
-def pin_key(server: str, tool: str) -> str:
-    return f"{PREFIX}{server}|{tool}"
+def pin_key(prefix: str, server: str, tool: str) -> str:
+    return f"{prefix}{KEY_PREFIX}{server}|{tool}"
 
 
+@dataclass
 class PinBook:
-    """The pins of one server, read from and written to the state store."""
+    """The pins of one server's tools, as this process last saw them."""
 
-    def __init__(self, store: Callable[[], CounterStore], server: str) -> None:
-        self._store = store
-        self.server = server
-        self._held: set[str] = set()  # tools whose latest definition is not accepted
+    store: Callable[[], CounterStore]  # raises StoreUnavailable
+    server: str
+    prefix: str = ""
+    seen: dict[str, Fingerprint] = field(default_factory=dict)  # the latest listed versions
+    held: set[str] = field(default_factory=set)  # listed, differing from their pins
+    unverified: set[str] = field(default_factory=set)  # listed while the store was away
+    _reported: set[str] = field(default_factory=set)
 
     def observe(self, tools: list[Any]) -> list[Change]:
-        """Pin what is new, note what changed. Raises StoreUnavailable."""
-        store = self._store()
+        """Pin what is new; return what differs from its pin and was not reported by
+        this process yet. Raises StoreUnavailable: the tools listed stay unverified."""
+        listed = {
+            tool["name"]: fingerprint(tool)
+            for tool in tools
+            if type(tool) is dict and type(tool.get("name")) is str
+        }
+        self.seen.update(listed)
+        self.unverified.update(listed)
+        store = self.store()
         changes = []
-        for tool in tools:
-            if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
-                continue
-            name = tool["name"]
-            digest = definition_digest(tool)
-            key = pin_key(self.server, name)
-            stored = store.get_value(key)
-            if stored is None:
-                store.put_value(key, Pin(digest).encode())
-                self._held.discard(name)
-                continue
-            pin = Pin.decode(stored)
-            if pin.accepted == digest:
-                if pin.pending is not None:  # changed back: nothing to approve any more
-                    store.put_value(key, Pin(digest).encode())
-                self._held.discard(name)
-                continue
-            if pin.pending != digest:
-                store.put_value(key, Pin(pin.accepted, digest).encode())
-            self._held.add(name)
-            changes.append(Change(name, pin.accepted, digest))
+        for name, seen in listed.items():
+            change = self._check(store, name, seen)
+            report = f"{name}|{orjson.dumps(seen).decode()}"
+            if change is not None and report not in self._reported:
+                self._reported.add(report)
+                changes.append(change)
         return changes
 
-    def held(self, tool: str) -> bool:
-        """Whether the tool's latest definition waits for approval."""
-        return tool in self._held
+    def holds(self, tool: str) -> bool:
+        """Whether the tool's listed definition is not the pinned one. An approval
+        given since (``mcpwall pin accept``, from anywhere) is picked up here. Raises
+        StoreUnavailable."""
+        if tool not in self.held and tool not in self.unverified:
+            return False
+        self._check(self.store(), tool, self.seen[tool])
+        return tool in self.held
+
+    def _check(self, store: CounterStore, name: str, seen: Fingerprint) -> Change | None:
+        key = pin_key(self.prefix, self.server, name)
+        stored = store.get_value(key)
+        change = None
+        if stored is None:
+            store.put_value(key, Pin(seen).encode())
+        else:
+            pin = Pin.decode(stored)
+            if pin.accepted == seen:
+                if pin.pending is not None:  # changed back: nothing left to approve
+                    store.put_value(key, Pin(seen).encode())
+            else:
+                new = pin.pending != seen
+                if new:
+                    pin = Pin(pin.accepted, seen, time.time())
+                    store.put_value(key, pin.encode())
+                change = Change(name, pin.changed_fields, new)
+        self.unverified.discard(name)
+        if change is None:
+            self.held.discard(name)
+        else:
+            self.held.add(name)
+        return change
 
 
-def accept(store: CounterStore, server: str | None, tools: list[str]) -> list[str]:
-    """Approve pending definitions (of ``tools``, or all); the keys approved."""
-    prefix = PREFIX + (f"{server}|" if server else "")
+def accept(store: CounterStore, prefix: str, server: str | None, tools: list[str]) -> list[str]:
+    """Approve pending definitions (of ``tools``, or all); what was approved, as
+    "server|tool"."""
     approved = []
-    for key, text in sorted(store.values(prefix).items()):
-        pin = Pin.decode(text)
-        tool = key.rsplit("|", 1)[1]
-        if pin.pending is not None and (not tools or tool in tools):
-            store.put_value(key, Pin(pin.pending).encode())
-            approved.append(key.removeprefix(PREFIX))
+    for server_name, tool, pin in listing(store, prefix):
+        if server is not None and server_name != server:
+            continue
+        if pin.pending is None or (tools and tool not in tools):
+            continue
+        store.put_value(pin_key(prefix, server_name, tool), Pin(pin.pending).encode())
+        approved.append(f"{server_name}|{tool}")
     return approved
 
 
-def listing(store: CounterStore) -> list[tuple[str, str, Pin]]:
+def listing(store: CounterStore, prefix: str) -> list[tuple[str, str, Pin]]:
     """(server, tool, pin) for every pin in the store."""
     out = []
-    for key, text in sorted(store.values(PREFIX).items()):
-        server, _, tool = key.removeprefix(PREFIX).rpartition("|")
+    start = prefix + KEY_PREFIX
+    for key, text in sorted(store.values(start).items()):
+        server, _, tool = key.removeprefix(start).rpartition("|")
         out.append((server, tool, Pin.decode(text)))
     return out

@@ -139,12 +139,19 @@ class AuditLog:
             "upstream_error": error,
             "policy_sha256": decision.policy_digest,
         }
+        if decision.approval is not None:
+            event["approval"] = decision.approval_outcome
+        if decision.redacted:
+            event["redacted"] = decision.redacted
         if self.log_args:
             event["args"] = redact(decision.args)
         if decision.args_digest is None:  # too large to hash in passing
             self._hold((event, decision.args))
         else:
             self._hold(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
+
+    def noted(self, session: str, kind: str, fields: dict[str, Any]) -> None:
+        self._emit(kind, {"session": session, **fields})
 
     # -- the instance -------------------------------------------------------------------
 

@@ -54,6 +54,12 @@ class Metrics:
             ["tool"],
             registry=self.registry,
         )
+        self._noted = Counter(
+            "mcpwall_events",
+            "Approvals asked and answered, tool definitions changed, results redacted",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
         self.reloads = Counter(
             "mcpwall_policy_reloads", "Policy reloads", ["result"], registry=self.registry
         )
@@ -80,6 +86,12 @@ class Metrics:
     def answered(self, session: str, decision: Decision, error: str | None) -> None:
         if error is not None:
             self._upstream.labels(self._tool(decision.tool)).inc()
+
+    def noted(self, session: str, kind: str, fields: dict[str, Any]) -> None:
+        outcome = fields.get("outcome")
+        if kind == "tool_changed":
+            outcome = "held" if fields.get("held") else "reported"
+        self._noted.labels(kind, str(outcome or "")).inc()
 
     def reloaded(self, ok: bool, policy_digest: str, errors: list[str]) -> None:
         self.reloads.labels("ok" if ok else "refused").inc()

@@ -38,7 +38,7 @@ import orjson
 
 from mcpwall import jsonrpc
 from mcpwall.proxy.link import LinkEvents, ServerLink
-from mcpwall.proxy.relay import SERVER_MESSAGE, Deliver, Send, Session
+from mcpwall.proxy.relay import SERVER_MESSAGE, Deliver, Related, Send, Session
 from mcpwall.proxy.sse import encode
 
 log = logging.getLogger("mcpwall")
@@ -150,6 +150,13 @@ class _Client:
     def deliver(self, data: bytes, reply_to: Any) -> None:
         if reply_to is SERVER_MESSAGE:
             self._unasked(data)
+            return
+        if type(reply_to) is Related:  # mcpwall asking about a pending request
+            related = self.exchanges.get(reply_to.request_id)
+            if related is not None:
+                related.put(data, [])
+            else:
+                self._unasked(data)
             return
         answers = reply_to if isinstance(reply_to, list) else [reply_to]
         exchange = None

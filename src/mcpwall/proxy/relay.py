@@ -2,32 +2,48 @@
 
 A transport hands this module whole messages (one JSON-RPC line each) and gives it two
 functions to send with. From the client, every message is read strictly; tools/call
-requests are judged (answered here when denied, never forwarded); everything else is
-forwarded byte for byte. From the server, responses are matched to their requests by
-id: tools/list results lose the tools the policy hides, tools/call results settle their
-reservations, and everything else passes unchanged.
+requests are judged (answered here when denied, never forwarded; held while a human is
+asked when the policy says approve); everything else is forwarded byte for byte. From
+the server, responses are matched to their requests by id: tools/list results teach
+mcpwall the tools' schemas and pins and lose the tools the agent may not see, tools/call
+results settle their reservations and lose the secrets the policy redacts, and
+everything else passes unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import secrets
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mcpwall import jsonrpc
 from mcpwall.engine.gate import Decision, Gate
-from mcpwall.policy.model import Policy
+from mcpwall.policy.model import Policy, Rule
+from mcpwall.proxy import approval
+from mcpwall.proxy.tools import ToolView
 
 log = logging.getLogger("mcpwall")
 
 Send = Callable[[bytes], None]
 # To the client: the message, and what it answers: the request id (a list of them for a
-# batch), None for mcpwall's own answer to a message without a usable id, or
-# SERVER_MESSAGE for a request or notification of the server's.
+# batch), None for mcpwall's own answer to a message without a usable id,
+# SERVER_MESSAGE for a request or notification of the server's, or Related for one of
+# mcpwall's own that belongs with a pending request.
 Deliver = Callable[[bytes, Any], None]
 SERVER_MESSAGE = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Related:
+    """A message to the client about the pending request ``request_id`` (mcpwall asking
+    a human to approve it): on HTTP it goes on that request's stream."""
+
+    request_id: Any
 
 
 class Observer(Protocol):
@@ -39,18 +55,30 @@ class Observer(Protocol):
 
     def answered(self, session: str, decision: Decision, error: str | None) -> None:
         """A forwarded call ended: answered (``error`` None, or what went wrong), or it
-        never will be (the server went away)."""
+        never will be (the server went away). A call held for approval that was not
+        approved ends here too, as a denial."""
+
+    def noted(self, session: str, kind: str, fields: dict[str, Any]) -> None:
+        """Something else worth recording: an approval asked or answered, a tool whose
+        definition changed, secrets redacted from a result."""
 
 
-# Outcomes of reading one message from the client.
+# Outcomes of reading one message from the client (besides the answer mcpwall sends
+# itself, and other bytes to forward instead).
 _FORWARD = object()
 _DROP = object()
+_HELD = object()  # a call waiting for a human's approval
 
 # What a pending request is remembered by: its Decision for a tools/call, else these.
 _LIST = "tools/list"
 _INITIALIZE = "initialize"
 _OTHER = "request"
 _EXPIRED = "expired"  # a tools/call answered by mcpwall with a timeout; its id stays taken
+
+# Why a call that needs approval could not wait for it.
+_NOTIFIED = "a call sent as a notification cannot wait for it"
+_IN_BATCH = "a call inside a JSON-RPC batch cannot be held for it"
+_NO_ELICITATION = "this client cannot ask for it: it did not declare the elicitation capability"
 
 # Protocol versions in which a JSON-RPC batch is a valid message.
 _BATCH_VERSIONS = frozenset({"2025-03-26"})
@@ -71,6 +99,20 @@ class _Batch:
         self.waiting: set[Any] = set()
 
 
+@dataclass(slots=True)
+class _Asking:
+    """A call held while mcpwall asks the human (up to 2025-11-25)."""
+
+    approval_id: str
+    request_id: Any
+    decision: Decision
+    rule: Rule
+    digest: str
+    line: bytes
+    params: dict[str, Any]
+    timer: asyncio.TimerHandle | None = None
+
+
 class Session:
     """One agent session (a stdio connection, an HTTP session)."""
 
@@ -83,6 +125,8 @@ class Session:
         to_client: Deliver,
         observers: Sequence[Observer] = (),
         call_timeout: float | None = None,
+        tools: ToolView | None = None,
+        seal: approval.Seal | None = None,
     ) -> None:
         self.id = session_id
         self._policy = policy
@@ -98,6 +142,15 @@ class Session:
         self._cancelled: set[Any] = set()
         self._call_timeout = call_timeout
         self._deadlines: dict[Any, asyncio.TimerHandle] = {}
+        self._tools = tools or ToolView()
+        self._seal = seal or approval.Seal()
+        self._grants = approval.Grants()
+        self._client_elicits = False
+        self._asking: dict[str, _Asking] = {}  # mcpwall's elicitation id -> the held call
+        self._held: dict[Any, _Asking] = {}  # the held call's request id -> the same
+        self._retried: dict[Any, tuple[str, float]] = {}  # approved 2026-07-28 calls
+        nonce = secrets.token_hex(4)
+        self._approval_ids = (f"mcpwall-approval-{nonce}-{n}" for n in itertools.count(1))
         self._debug = log.isEnabledFor(logging.DEBUG)
         self.protocol_version: str | None = None
 
@@ -121,14 +174,17 @@ class Session:
         if type(message) is list:
             self._client_batch(message, line)
             return
-        outcome = self._client_message(message)
+        outcome = self._client_message(message, line)
         if outcome is _FORWARD:
             self._to_server(line)
-        elif outcome is not _DROP:
+        elif type(outcome) is bytes:
+            self._to_server(outcome)
+        elif outcome is not _DROP and outcome is not _HELD:
             self._reply(outcome)
 
-    def _client_message(self, message: Any) -> Any:
-        """_FORWARD, _DROP, or the response mcpwall sends back itself."""
+    def _client_message(self, message: Any, line: bytes | None = None) -> Any:
+        """_FORWARD, _DROP, _HELD, other bytes to forward, or the response mcpwall sends
+        back itself. ``line``: the message's bytes, None inside a batch."""
         if type(message) is not dict:
             return _invalid(None, "a JSON-RPC message must be an object")
         method = message.get("method")
@@ -138,6 +194,9 @@ class Session:
             return _invalid(None, "the id must be a string or an integer")
         if method is None:
             if has_id and ("result" in message or "error" in message):
+                if self._asking and request_id in self._asking:
+                    self._approval_answered(self._asking.pop(request_id), message)
+                    return _DROP
                 return _FORWARD  # the client answering a request of the server
             return _invalid(request_id, "not a request, a notification or a response")
         if type(method) is not str or message.get("jsonrpc") != "2.0":
@@ -146,28 +205,43 @@ class Session:
             return _invalid(request_id, f"request id {request_id!r} is already in use")
 
         pending: Decision | str = _OTHER
+        outcome: Any = _FORWARD
         if method == "tools/call":
             verdict = self._judge(message, has_id)
             if type(verdict) is not Decision:
                 return verdict
             pending = verdict
+            if verdict.approval is not None:
+                outcome = self._approval(message, verdict, has_id, line)
+                if type(outcome) is dict or outcome is _DROP:
+                    return outcome
         elif method == "tools/list":
             pending = _LIST
         elif method == "initialize":
             pending = _INITIALIZE
+            params = message.get("params")
+            if type(params) is dict:
+                self._client_elicits = approval.client_can_elicit(params.get("capabilities"))
         elif method == "notifications/cancelled":
             params = message.get("params")
             cancelled = params.get("requestId") if type(params) is dict else None
             if jsonrpc.valid_id(cancelled) and cancelled in self._pending:
+                if cancelled in self._held:  # the server never saw it: nothing to tell
+                    self._withdraw(self._held[cancelled])
+                    return _DROP
                 # The server may have acted already: its counters are kept, not refunded.
                 self._cancelled.add(cancelled)
         if has_id:
             self._pending[request_id] = pending
-            if self._call_timeout is not None and type(pending) is Decision:
-                self._deadlines[request_id] = asyncio.get_running_loop().call_later(
-                    self._call_timeout, self._expire, request_id, pending
-                )
-        return _FORWARD
+            timed = self._call_timeout is not None and type(pending) is Decision
+            if timed and outcome is not _HELD:
+                self._start_deadline(request_id, pending)
+        return outcome
+
+    def _start_deadline(self, request_id: Any, decision: Decision) -> None:
+        self._deadlines[request_id] = asyncio.get_running_loop().call_later(
+            self._call_timeout, self._expire, request_id, decision
+        )
 
     def _judge(self, message: dict[str, Any], has_id: bool) -> Any:
         """The Decision for an allowed call; the answer (or _DROP) for any other."""
@@ -185,7 +259,15 @@ class Session:
             return _bad_params(request_id, has_id, "tools/call params.arguments must be an object")
 
         policy = self._policy()
-        decision = self._gate.judge(policy, self.id, name, args)
+        plan = policy.plan(name)
+        refusal = None
+        if plan.refusal is None and (plan.validate_arguments or policy.pin_mode == "enforce"):
+            refusal = self._tools.refusal(policy, plan, args)
+        if refusal is None:
+            decision = self._gate.judge(policy, self.id, name, args)
+        else:
+            rule, reason = refusal
+            decision = Decision(policy.monitor, name, rule, reason, monitored=policy.monitor)
         if self._observers:
             decision.request_id = request_id
             decision.latency_us = (time.perf_counter_ns() - self._received) / 1000
@@ -205,6 +287,159 @@ class Session:
         elif self._debug:
             log.debug("allowed %s", name)
         return decision
+
+    # -- approval by a human ------------------------------------------------------------
+
+    def _approval(
+        self, message: dict[str, Any], decision: Decision, has_id: bool, line: bytes | None
+    ) -> Any:
+        """An allowed call that a human must approve first: _FORWARD when an approval
+        already covers it, _HELD while the human is asked, bytes to forward (an
+        approved 2026-07-28 retry), or mcpwall's answer."""
+        rule = decision.approval
+        assert rule is not None
+        params = message["params"]
+        request_id = message.get("id")
+        args = params.get("arguments") or {}
+        digest = approval.call_digest(decision.tool, args)
+        if self._grants.covers(digest):
+            decision.approval_outcome = "remembered"
+            return _FORWARD
+        meta = params.get("_meta")
+        if type(meta) is dict and jsonrpc.MODERN_VERSION_KEY in meta:
+            return self._approval_by_retry(request_id, params, meta, decision, rule, digest)
+        if not has_id:
+            return self._not_approved(None, params, decision, "unanswerable", _NOTIFIED)
+        if line is None:
+            return self._not_approved(request_id, params, decision, "unasked", _IN_BATCH)
+        if not self._client_elicits:
+            return self._not_approved(request_id, params, decision, "unasked", _NO_ELICITATION)
+        asking = _Asking(next(self._approval_ids), request_id, decision, rule, digest, line, params)
+        asking.timer = asyncio.get_running_loop().call_later(
+            rule.approval_timeout_s, self._approval_timed_out, asking
+        )
+        self._asking[asking.approval_id] = asking
+        self._held[request_id] = asking
+        ask = {
+            "jsonrpc": "2.0",
+            "id": asking.approval_id,
+            "method": "elicitation/create",
+            "params": approval.elicitation(decision.tool, args, rule, digest),
+        }
+        self._to_client(jsonrpc.dumps(ask), Related(request_id))
+        log.info('asking a human to approve %s (rule "%s")', decision.tool, rule.name)
+        self._note("approval", {"tool": decision.tool, "rule": rule.name, "outcome": "asked"})
+        return _HELD
+
+    def _approval_by_retry(
+        self,
+        request_id: Any,
+        params: dict[str, Any],
+        meta: dict[str, Any],
+        decision: Decision,
+        rule: Rule,
+        digest: str,
+    ) -> Any:
+        """2026-07-28: answer with input_required, or take the answer its retry brings."""
+        retry = self._seal.read(self.id, digest, params)
+        if retry.sealed and retry.answer is not None:
+            if retry.answer != "accept":
+                return self._not_approved(request_id, params, decision, retry.answer)
+            self._approved(decision, rule, digest)
+            # If the server asks for input of its own, the client retries once more:
+            # the approval holds for that retry too.
+            self._retried[request_id] = (digest, rule.approval_timeout_s)
+            message = {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "method": "tools/call",
+                "params": approval.strip_retry(params, retry.inner_state),
+            }
+            return jsonrpc.dumps(message)
+        if not approval.client_can_elicit(meta.get(approval.CLIENT_CAPABILITIES_KEY)):
+            return self._not_approved(request_id, params, decision, "unasked", _NO_ELICITATION)
+        self._gate.settle(decision, unsent=True)
+        decision.approval_outcome = "asked"
+        self._answered(decision, None)
+        self._note("approval", {"tool": decision.tool, "rule": rule.name, "outcome": "asked"})
+        args = params.get("arguments") or {}
+        state = self._seal.mint(self.id, digest, rule.approval_timeout_s, retry.inner_state)
+        ask = approval.elicitation(decision.tool, args, rule, digest)
+        return approval.input_required(request_id, ask, state)
+
+    def _approval_answered(self, asking: _Asking, message: dict[str, Any]) -> None:
+        """The client's answer to mcpwall's elicitation/create."""
+        if asking.timer is not None:
+            asking.timer.cancel()
+        del self._held[asking.request_id]
+        answer = approval.answer_of(message)
+        if answer != "accept":
+            self._pending.pop(asking.request_id, None)
+            self._reply(
+                self._not_approved(asking.request_id, asking.params, asking.decision, answer)
+            )
+            return
+        self._approved(asking.decision, asking.rule, asking.digest)
+        if self._call_timeout is not None:
+            self._start_deadline(asking.request_id, asking.decision)
+        self._to_server(asking.line)
+
+    def _approval_timed_out(self, asking: _Asking) -> None:
+        del self._asking[asking.approval_id]
+        del self._held[asking.request_id]
+        self._pending.pop(asking.request_id, None)
+        seconds = f"{asking.rule.approval_timeout_s:g} s"
+        self._cancel_ask(asking, f"no answer within {seconds}")
+        self._reply(
+            self._not_approved(
+                asking.request_id, asking.params, asking.decision, "timed out", seconds
+            )
+        )
+
+    def _withdraw(self, asking: _Asking) -> None:
+        """The client cancelled a call that waited for approval."""
+        if asking.timer is not None:
+            asking.timer.cancel()
+        del self._asking[asking.approval_id]
+        del self._held[asking.request_id]
+        del self._pending[asking.request_id]
+        self._cancel_ask(asking, "the call was cancelled")
+        self._not_approved(asking.request_id, asking.params, asking.decision, "withdrawn")
+
+    def _cancel_ask(self, asking: _Asking, why: str) -> None:
+        cancel = jsonrpc.cancellation(asking.approval_id, why)
+        self._to_client(jsonrpc.dumps(cancel), Related(asking.request_id))
+
+    def _approved(self, decision: Decision, rule: Rule, digest: str) -> None:
+        decision.approval_outcome = "accepted"
+        if rule.remember_s:
+            self._grants.add(digest, rule.remember_s)
+        log.info('a human approved %s (rule "%s")', decision.tool, rule.name)
+        self._note("approval", {"tool": decision.tool, "rule": rule.name, "outcome": "accept"})
+
+    def _not_approved(
+        self,
+        request_id: Any,
+        params: dict[str, Any],
+        decision: Decision,
+        outcome: str,
+        why: str = "",
+    ) -> Any:
+        """Turn an approval that did not happen into a denial; the answer to send."""
+        rule = decision.approval
+        assert rule is not None
+        decision.allowed = False
+        decision.rule = rule.name
+        decision.reason = _approval_reason(decision.tool, rule, outcome, why)
+        decision.approval_outcome = outcome
+        self._gate.settle(decision, unsent=True)
+        log.info("denied %s: %s", decision.tool, decision.reason)
+        if outcome not in ("unasked", "unanswerable"):
+            self._note("approval", {"tool": decision.tool, "rule": rule.name, "outcome": outcome})
+        self._answered(decision, None)
+        if outcome in ("unanswerable", "withdrawn"):
+            return _DROP
+        return jsonrpc.denial(request_id, decision, params)
 
     def _client_batch(self, items: list[Any], line: bytes) -> None:
         if not items:
@@ -291,36 +526,66 @@ class Session:
         if self._cancelled:
             self._cancelled.discard(request_id)
         if type(pending) is Decision:
+            rewritten = None
+            redactor = self._policy().redactor
+            if redactor is not None:
+                rewritten = self._redact(message, pending, redactor)
+            if self._retried:
+                self._retried_answer(request_id, message)
             if pending.tokens or self._observers:
                 error = _call_error(message)
                 if error is not None and pending.tokens:
                     self._gate.settle(pending, failed=True)
                 self._answered(pending, error)
-        elif pending is _LIST:
-            return self._filter_tools(message), batch
+            return rewritten, batch
+        if pending is _LIST:
+            return self._listed(message), batch
         elif pending is _INITIALIZE:
             result = message.get("result")
             if type(result) is dict and type(result.get("protocolVersion")) is str:
                 self.protocol_version = result["protocolVersion"]
         return None, batch
 
-    def _filter_tools(self, message: dict[str, Any]) -> dict[str, Any] | None:
-        policy = self._policy()
-        if not policy.filters_list or policy.monitor:
-            return None
+    def _listed(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """A tools/list result: learnt from, and rewritten without the tools the agent
+        may not see (None: unchanged)."""
         result = message.get("result")
         if type(result) is not dict or type(result.get("tools")) is not list:
             return None
-        tools = result["tools"]
-        kept = [
-            tool
-            for tool in tools
-            if type(tool) is dict and type(tool.get("name")) is str and policy.visible(tool["name"])
-        ]
-        if len(kept) == len(tools):
+        kept = self._tools.listed(self._policy(), result["tools"], self._note)
+        if kept is None:
             return None
         result["tools"] = kept
         return message
+
+    def _redact(self, message: dict[str, Any], decision: Decision, redactor: Any) -> Any:
+        """The result without the secrets the policy redacts; None if it had none."""
+        result = message.get("result")
+        if type(result) is not dict:
+            return None
+        found = redactor.result(result)
+        if not found:
+            return None
+        counts = dict(found)
+        decision.redacted = counts
+        shown = ", ".join(f"{name}: {count}" for name, count in sorted(counts.items()))
+        log.warning(
+            "redacted %d secret(s) from the result of %s (%s)",
+            sum(counts.values()),
+            decision.tool,
+            shown,
+        )
+        self._note("redacted", {"tool": decision.tool, "found": counts})
+        return message
+
+    def _retried_answer(self, request_id: Any, message: dict[str, Any]) -> None:
+        """An approved 2026-07-28 call the server answered: when it asks for input of its
+        own, the client's next retry is covered by the same approval."""
+        retried = self._retried.pop(request_id, None)
+        result = message.get("result")
+        asks = type(result) is dict and result.get("resultType") == "input_required"
+        if retried is not None and asks:
+            self._grants.add(*retried)
 
     def _server_batch(self, items: list[Any], line: bytes) -> None:
         out: list[Any] = []
@@ -358,9 +623,17 @@ class Session:
         for deadline in self._deadlines.values():
             deadline.cancel()
         self._deadlines.clear()
+        held = self._held
+        for asking in held.values():
+            if asking.timer is not None:
+                asking.timer.cancel()
+        self._asking = {}
+        self._held = {}
         for request_id, pending in waiting:
             if type(pending) is Decision:
-                if request_id not in self._cancelled:
+                if request_id in held:
+                    self._gate.settle(pending, unsent=True)
+                elif request_id not in self._cancelled:
                     self._gate.settle(pending, failed=True)
                 self._answered(pending, f"no answer: the MCP server {what}")
             self._reply(
@@ -422,10 +695,29 @@ class Session:
         held, batch.held = batch.held, []
         self._to_client(jsonrpc.dumps(held), [answer["id"] for answer in held])
 
+    def _note(self, kind: str, fields: dict[str, Any]) -> None:
+        for observer in self._observers:
+            observer.noted(self.id, kind, fields)
+
     def _answered(self, decision: Decision, error: str | None) -> None:
         for observer in self._observers:
             observer.answered(self.id, decision, error)
         decision.args = None  # no longer needed: let big arguments go
+
+
+def _approval_reason(tool: str, rule: Rule, outcome: str, why: str) -> str:
+    needs = f'"{tool}" needs a human\'s approval (rule "{rule.name}")'
+    if outcome == "decline":
+        return f'A human declined this call of "{tool}" (rule "{rule.name}")'
+    if outcome == "cancel":
+        return f'The approval of this call of "{tool}" was dismissed (rule "{rule.name}")'
+    if outcome == "timed out":
+        return f"{needs}, and no human approved it within {why}"
+    if outcome == "withdrawn":
+        return f"{needs}; the call was cancelled before an answer came"
+    if outcome == "error":
+        return f"{needs}; the client answered the approval request with an error"
+    return f"{needs}, and {why}"
 
 
 def _invalid(request_id: Any, why: str) -> dict[str, Any]:
