@@ -49,6 +49,27 @@ def configuration_view() -> str:
     return "apiVersion: v1\nkind: Config"
 
 
+SECRET = """apiVersion: v1
+kind: Secret
+metadata:
+  name: {name}
+  namespace: {namespace}
+type: Opaque
+data:
+  password: c3VwZXItc2VjcmV0LXBhc3N3b3Jk
+  username: YWRtaW4=
+"""
+
+
+@server.tool(annotations={"readOnlyHint": True})
+def resources_get(apiVersion: str, kind: str, name: str, namespace: str = "default") -> str:
+    """Get a Kubernetes resource (as YAML)."""
+    record("resources_get", {"apiVersion": apiVersion, "kind": kind, "name": name})
+    if kind.lower() == "secret":
+        return SECRET.format(name=name, namespace=namespace)
+    return f"apiVersion: {apiVersion}\nkind: {kind}\nmetadata:\n  name: {name}\n"
+
+
 @server.tool()
 def echo(message: str) -> str:
     """Echo a message back."""

@@ -30,12 +30,13 @@ SUBCOMMANDS = {
     "demo": ("mcpwall.cli.demo", "watch mcpwall judge a scripted agent session"),
     "scan": ("mcpwall.cli.scan", "list and classify a server's tools; write a policy scaffold"),
     "catalog": ("mcpwall.cli.catalog", "what a known server's tools do, their risk, our rules"),
+    "pin": ("mcpwall.cli.pin", "list pinned tool definitions; accept the changed ones"),
 }
 
 EXIT_USAGE = 2
 
 _PROXY_USAGE = """mcpwall -c POLICY [options] -- COMMAND [ARGS...]
-       mcpwall {validate,check,status,scan,catalog,demo} ..."""
+       mcpwall {validate,check,status,pin,scan,catalog,demo} ..."""
 
 _PROXY_EPILOG = (
     """commands:

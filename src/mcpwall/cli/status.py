@@ -17,7 +17,8 @@ def run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="mcpwall status",
         description="Summarise the audit logs: mcpwall instances (running or not), calls, "
-        "denials by tool and rule, and the latest denials with their reasons.",
+        "denials by tool and rule, the latest denials with their reasons, approvals, "
+        "secrets redacted, and tools whose definition changed since it was pinned.",
     )
     parser.add_argument(
         "--events-dir", metavar="DIR", help="where the audit logs are (default: ~/.mcpwall/events)"
@@ -113,6 +114,26 @@ def _print(summary: Summary, directory: Path) -> None:
                 str(event["reason"]),
             )
         console.print(recent)
+    if summary.approvals or summary.redacted:
+        asked = ", ".join(f"{k} {v}" for k, v in sorted(summary.approvals.items()))
+        found = ", ".join(f"{k} {v}" for k, v in sorted(summary.redacted.items()))
+        console.print(f"\nApprovals: {asked or 'none'}. Secrets redacted: {found or 'none'}.")
+    if summary.tool_changes:
+        changed = Table(
+            title="Tools changed since they were pinned (mcpwall pin list, mcpwall pin accept)",
+            title_justify="left",
+        )
+        for column in ("last seen", "server", "tool", "changed", "action"):
+            changed.add_column(column, overflow="fold")
+        for change in summary.tool_changes:
+            changed.add_row(
+                _short(str(change["ts"])),
+                str(change["server"]),
+                str(change["tool"]),
+                ", ".join(change["fields"] or []),
+                "held back" if change["held"] else "reported",
+            )
+        console.print(changed)
 
 
 def _short(stamp: str) -> str:

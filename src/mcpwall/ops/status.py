@@ -1,4 +1,5 @@
-"""What the audit logs say: instances, calls, denials and why. ``mcpwall status``."""
+"""What the audit logs say: instances, calls, denials and why, approvals, tools whose
+definition changed since pinned, secrets redacted. ``mcpwall status``."""
 
 from __future__ import annotations
 
@@ -40,6 +41,10 @@ class Summary:
     denials_by_tool: list[tuple[str, int]] = field(default_factory=list)
     denials_by_rule: list[tuple[str, int]] = field(default_factory=list)
     recent_denials: list[dict[str, Any]] = field(default_factory=list)
+    approvals: dict[str, int] = field(default_factory=dict)  # outcome -> count
+    redacted: dict[str, int] = field(default_factory=dict)  # detector or pattern -> count
+    # The latest report of each changed tool: ts, server, tool, fields, held.
+    tool_changes: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,6 +56,9 @@ def summarize(directory: Path, now: float) -> Summary:
     by_tool: Counter[str] = Counter()
     by_rule: Counter[str] = Counter()
     denials: list[dict[str, Any]] = []
+    approvals: Counter[str] = Counter()
+    redacted: Counter[str] = Counter()
+    changes: dict[tuple[str, str], dict[str, Any]] = {}
     for event in read_events(directory):
         ident = str(event.get("instance", "?"))
         instance = instances.setdefault(ident, Instance(ident))
@@ -82,6 +90,14 @@ def summarize(directory: Path, now: float) -> Summary:
                 by_tool[str(event.get("tool"))] += 1
                 by_rule[str(event.get("rule"))] += 1
                 denials.append(event)
+        elif kind == "approval":
+            approvals[str(event.get("outcome"))] += 1
+        elif kind == "redacted" and isinstance(event.get("found"), dict):
+            redacted.update({str(k): int(v) for k, v in event["found"].items()})
+        elif kind == "tool_changed":
+            changes[(str(event.get("server")), str(event.get("tool")))] = {
+                key: event.get(key) for key in ("ts", "server", "tool", "fields", "held")
+            }
     for instance in instances.values():
         if instance.status == "running" and not _alive(instance.pid):
             instance.status = "dead"  # no shutdown record: killed or crashed
@@ -95,6 +111,9 @@ def summarize(directory: Path, now: float) -> Summary:
         {key: event.get(key) for key in ("ts", "instance", "session", "tool", "rule", "reason")}
         for event in denials[:RECENT]
     ]
+    summary.approvals = dict(approvals)
+    summary.redacted = dict(redacted)
+    summary.tool_changes = sorted(changes.values(), key=lambda c: str(c["ts"]), reverse=True)
     return summary
 
 
