@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 REDACTED = "[redacted]"
 
 Finder = Callable[[str], tuple[str, int]]
@@ -60,33 +62,78 @@ def _kubeconfig(text: str) -> tuple[str, int]:
 
 
 _SECRET_KIND = re.compile(r"(?im)^\s*-?\s*kind\s*:\s*[\"']?Secret[\"']?\s*$")
-_DATA_BLOCK = re.compile(r"(?m)^(?P<indent>[ \t]*-?[ \t]*)(?:data|stringData)\s*:\s*$")
+_DATA_LINE = re.compile(r"^(?P<indent>[ \t]*-?[ \t]*)(?:data|stringData)[ \t]*:(?P<inline>.*)$")
+
+
+def _kubernetes_secrets(text: str) -> tuple[str, int]:
+    """The values of the data maps of Secrets, in JSON or YAML output."""
+    head = text.lstrip()[:1]
+    if head in ("{", "["):
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            count = _kubernetes_secrets_json(value)
+            if not count:
+                return text, 0
+            return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode(), count
+    return _kubernetes_secrets_yaml(text)
 
 
 def _kubernetes_secrets_yaml(text: str) -> tuple[str, int]:
-    """The values of the data maps in YAML Secret manifests (indentation-aware)."""
+    """The values of the data maps in YAML Secret manifests (indentation-aware). Once a
+    text holds a Secret, every data map in it is redacted: better one ConfigMap too many
+    than one Secret too few."""
     if not _SECRET_KIND.search(text):
         return text, 0
     lines = text.split("\n")
+    out: list[str] = []
     count = 0
     index = 0
     while index < len(lines):
-        match = _DATA_BLOCK.match(lines[index])
+        line = lines[index]
         index += 1
+        match = _DATA_LINE.match(line)
         if match is None:
+            out.append(line)
             continue
+        inline = match.group("inline").strip()
+        if inline and inline not in ("{}", "null", "~", REDACTED):  # data: {key: value}
+            out.append(f"{line[: match.start('inline')]} {REDACTED}")
+            count += 1
+            continue
+        out.append(line)
         parent = len(match.group("indent").replace("-", " "))
+        entry_indent: int | None = None
         while index < len(lines):
             line = lines[index]
             stripped = line.lstrip()
-            if stripped and len(line) - len(stripped) <= parent:
+            indent = len(line) - len(stripped)
+            if stripped and indent <= parent:
                 break
-            key, colon, value = line.partition(":")
-            if colon and value.strip() and value.strip() != REDACTED:
-                lines[index] = f"{key}: {REDACTED}"
-                count += 1
             index += 1
-    return "\n".join(lines), count
+            if not stripped:
+                out.append(line)
+                continue
+            if entry_indent is None:
+                entry_indent = indent
+            if indent > entry_indent:
+                continue  # the rest of a value spread over lines (a block scalar): dropped
+            key, colon, value = line.partition(":")
+            value = value.strip()
+            continued = index < len(lines) and _indent(lines[index]) > entry_indent
+            if colon and value != REDACTED and (value or continued):
+                out.append(f"{key}: {REDACTED}")
+                count += 1
+            else:
+                out.append(line)
+    return "\n".join(out), count
+
+
+def _indent(line: str) -> int:
+    stripped = line.lstrip()
+    return len(line) - len(stripped) if stripped else -1
 
 
 def _kubernetes_secrets_json(value: Any) -> int:
@@ -110,7 +157,7 @@ def _kubernetes_secrets_json(value: Any) -> int:
 
 
 DETECTORS: dict[str, Finder] = {
-    "kubernetes_secrets": _kubernetes_secrets_yaml,
+    "kubernetes_secrets": _kubernetes_secrets,
     "kubeconfig": _kubeconfig,
     "bearer_tokens": _substitute(r"(?i)\bbearer\s+([A-Za-z0-9._~+/=-]{8,})", group=1),
     "private_keys": _substitute(
