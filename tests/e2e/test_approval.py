@@ -20,6 +20,7 @@ from tests.conftest import Record, server_cmd, server_everything
 from tests.e2e.http import listener
 from tests.e2e.sdk import decision, text, through_mcpwall
 from tests.e2e.test_http import client_with_headers
+from tests.helpers import RawProxy, call, received, received_calls
 
 pytestmark = pytest.mark.anyio
 
@@ -293,3 +294,67 @@ async def test_approvals_are_in_the_audit_log(
     assert approvals == ["asked", "accept", "asked", "decline"]
     calls = [(e["decision"], e["approval"]) for e in events if e["type"] == "decision"]
     assert calls == [("allowed", "accepted"), ("denied", "decline")]
+
+
+# -- the raw wire: what cannot wait for a human ---------------------------------------------
+
+
+def _initialize_with_elicitation(proxy: RawProxy, version: str) -> None:
+    proxy.send(
+        {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": version,
+                "capabilities": {"elicitation": {}},
+                "clientInfo": {"name": "raw", "version": "0"},
+            },
+        }
+    )
+    assert proxy.recv()["id"] == 0
+
+
+def test_batches_and_notifications_are_denied_not_held(
+    raw_proxy: Callable[..., RawProxy], write_policy: Callable[..., Path], wire: Path
+) -> None:
+    proxy = raw_proxy(write_policy(POLICY), server_cmd("raw_recorder.py"))
+    _initialize_with_elicitation(proxy, "2025-03-26")  # the last version with batches
+    modern = {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}
+    approved = {"mcpwall-approval": {"action": "accept"}}
+    retry = call(3, "vm_clone", {"source": "a", "target": "b"})
+    retry["params"].update(_meta=modern, inputResponses=approved, requestState="x")
+    reply = proxy.request(
+        [call(1, "vm_clone", {"source": "a", "target": "b"}), call(2, "pods_list"), retry]
+    )
+    by_id = {item["id"]: item for item in reply}
+    assert "inside a JSON-RPC batch cannot be held" in by_id[1]["result"]["content"][0]["text"]
+    assert "inside a JSON-RPC batch cannot be held" in by_id[3]["result"]["content"][0]["text"]
+    assert "result" in by_id[2] and not by_id[2]["result"].get("isError")
+    notification = call(4, "vm_clone", {"source": "a", "target": "b"})
+    del notification["id"]
+    proxy.send(notification)
+    proxy.no_more()
+    assert received_calls(wire) == ["pods_list"]
+
+
+def test_the_agent_cancelling_a_held_call_withdraws_the_question(
+    raw_proxy: Callable[..., RawProxy], write_policy: Callable[..., Path], wire: Path
+) -> None:
+    proxy = raw_proxy(write_policy(POLICY), server_cmd("raw_recorder.py"))
+    _initialize_with_elicitation(proxy, "2025-11-25")
+    proxy.send(call(1, "vm_clone", {"source": "a", "target": "b"}))
+    ask = proxy.recv()
+    assert ask["method"] == "elicitation/create" and ask["id"].startswith("mcpwall-approval-")
+    assert '"target": "b"' in ask["params"]["message"]
+    # The id stays taken while the call waits.
+    assert proxy.request(call(1, "pods_list"))["error"]["code"] == -32600
+    proxy.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}})
+    withdrawn = proxy.recv()
+    assert withdrawn["method"] == "notifications/cancelled"
+    assert withdrawn["params"]["requestId"] == ask["id"]
+    # A late accept of the withdrawn question changes nothing; it is not forwarded either.
+    proxy.send({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept"}})
+    proxy.no_more()
+    assert received_calls(wire) == []
+    assert all(b"mcpwall-approval" not in line for line in received(wire))

@@ -121,6 +121,8 @@ class AuditLog:
         if not decision.allowed:
             self.denials += 1
             verdict = "denied"
+        elif decision.approval_outcome == "asked":  # answered with input_required
+            verdict = "approval asked"
         else:
             verdict = "monitored" if decision.monitored else "allowed"
         event: dict[str, Any] = {

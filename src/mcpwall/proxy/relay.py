@@ -149,8 +149,8 @@ class Session:
         self._asking: dict[str, _Asking] = {}  # mcpwall's elicitation id -> the held call
         self._held: dict[Any, _Asking] = {}  # the held call's request id -> the same
         self._retried: dict[Any, tuple[str, float]] = {}  # approved 2026-07-28 calls
-        nonce = secrets.token_hex(4)
-        self._approval_ids = (f"mcpwall-approval-{nonce}-{n}" for n in itertools.count(1))
+        self._approval_prefix = f"mcpwall-approval-{secrets.token_hex(4)}-"
+        self._approval_ids = (f"{self._approval_prefix}{n}" for n in itertools.count(1))
         self._debug = log.isEnabledFor(logging.DEBUG)
         self.protocol_version: str | None = None
 
@@ -194,8 +194,12 @@ class Session:
             return _invalid(None, "the id must be a string or an integer")
         if method is None:
             if has_id and ("result" in message or "error" in message):
-                if self._asking and request_id in self._asking:
-                    self._approval_answered(self._asking.pop(request_id), message)
+                if type(request_id) is str and request_id.startswith(self._approval_prefix):
+                    asking = self._asking.pop(request_id, None)
+                    if asking is None:  # the question was withdrawn or timed out
+                        log.info("dropped a late answer to %s", request_id)
+                    else:
+                        self._approval_answered(asking, message)
                     return _DROP
                 return _FORWARD  # the client answering a request of the server
             return _invalid(request_id, "not a request, a notification or a response")
@@ -305,13 +309,13 @@ class Session:
         if self._grants.covers(digest):
             decision.approval_outcome = "remembered"
             return _FORWARD
-        meta = params.get("_meta")
-        if type(meta) is dict and jsonrpc.MODERN_VERSION_KEY in meta:
-            return self._approval_by_retry(request_id, params, meta, decision, rule, digest)
         if not has_id:
             return self._not_approved(None, params, decision, "unanswerable", _NOTIFIED)
         if line is None:
             return self._not_approved(request_id, params, decision, "unasked", _IN_BATCH)
+        meta = params.get("_meta")
+        if type(meta) is dict and jsonrpc.MODERN_VERSION_KEY in meta:
+            return self._approval_by_retry(request_id, params, meta, decision, rule, digest)
         if not self._client_elicits:
             return self._not_approved(request_id, params, decision, "unasked", _NO_ELICITATION)
         asking = _Asking(next(self._approval_ids), request_id, decision, rule, digest, line, params)
