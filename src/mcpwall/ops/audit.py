@@ -92,6 +92,9 @@ class AuditLog:
         self.decisions = 0
         self.denials = 0
         # Encoded lines, and events whose arguments the writer thread must still hash.
+        # Lines are copied into one buffer: a bytes object from orjson keeps a buffer
+        # of several KB, far more than its line, for as long as it is held.
+        self._lines = bytearray()
         self._held: list[bytes | tuple[dict[str, Any], Any]] = []
         self._queue: queue.SimpleQueue[list[bytes | tuple[dict[str, Any], Any]] | None]
         self._queue = queue.SimpleQueue()
@@ -186,7 +189,13 @@ class AuditLog:
         self._hold(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
 
     def _hold(self, item: bytes | tuple[dict[str, Any], Any]) -> None:
-        self._held.append(item)
+        if type(item) is bytes:
+            self._lines += item
+        else:
+            if self._lines:
+                self._held.append(bytes(self._lines))
+                self._lines.clear()
+            self._held.append(item)
         if self._timer is None:
             try:
                 self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
@@ -195,6 +204,9 @@ class AuditLog:
 
     def flush(self) -> None:
         self._timer = None
+        if self._lines:
+            self._held.append(bytes(self._lines))
+            self._lines.clear()
         if self._held:
             held, self._held = self._held, []
             self._queue.put(held)
