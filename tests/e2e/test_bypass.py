@@ -216,6 +216,18 @@ def test_batch_before_any_handshake_is_judged_element_by_element(
         b'{"jsonrpc":"2.0","id":1,"method":"ping"}\r'
         b'{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"pods_delete"}}',
         b'\xef\xbb\xbf{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}',
+        # One message with a carriage return inside: the official Python SDK reads its
+        # stdin with universal newlines, so for such a server it would be two lines.
+        b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":\r'
+        b'{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"pods_delete"}}}}',
+        # A NUL: a server in C reads "pods_delete", or a second "method" key.
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"pods_delete\\u0000"}}',
+        b'{"jsonrpc":"2.0","id":1,"method":"ping","method\\u0000":"tools/call",'
+        b'"params":{"name":"pods_delete"}}',
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call\\u0000","params":{"name":"pods_delete"}}',
+        # Deeper than mcpwall could write back (a batch's forwarded part, a digest).
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":'
+        b'{"deep":' + b"[" * 300 + b"]" * 300 + b"}}}",
         # Numbers no two parsers read alike.
         b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_charge",'
         b'"arguments":{"amount":Infinity}}}',
@@ -287,7 +299,6 @@ LOOK_ALIKES = [
     " pods_delete",
     "pods_delete\n",
     "pods_delete\t",
-    "pods_delete\x00",
     "p\u043eds_delete",  # Cyrillic o
     "\u0440ods_delete",  # Cyrillic er, drawn like p
     "pods_d\u0435lete",  # Cyrillic ie, after "pods_"
