@@ -133,7 +133,7 @@ def decode_strict(raw: bytes) -> Any:
 
 def _writable(value: Any) -> bytes:
     """The value written back: what mcpwall reads, it must be able to write (a batch's
-    forwarded part, the audit log's digest), and orjson stops at 255 levels."""
+    forwarded part, the audit log's digest), and orjson writes 254 levels at most."""
     try:
         return orjson.dumps(value)
     except TypeError:
