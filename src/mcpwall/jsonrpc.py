@@ -72,6 +72,11 @@ _SCAN = json.JSONDecoder(
 ).scan_once
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _TRAILING = re.compile(r"[ \t\n\r]*")
+_BACKSLASH = ord("\\")  # an int: searched for with memchr, without a buffer
+_NUL = "a NUL character (\\u0000), where a C string ends"
+# What mcpwall reads, it must be able to write back (a batch's forwarded part, the audit
+# log's digest), and orjson writes 254 levels of nesting at most.
+_TOO_DEEP = "nested more than 254 levels deep"
 
 
 def decode_strict(raw: bytes) -> Any:
@@ -92,10 +97,16 @@ def decode_strict(raw: bytes) -> Any:
     except orjson.JSONDecodeError:
         pass
     else:
-        encoded = _writable(value)
+        try:
+            encoded = orjson.dumps(value)
+        except TypeError:
+            raise Malformed(_TOO_DEEP) from None
         end = len(raw) - 1 if raw[-1:] == b"\n" else len(raw)
         if len(encoded) == end and raw.startswith(encoded):
-            _refuse_cuts(raw, value)
+            # orjson writes no carriage return, and a NUL only as \u0000; the search
+            # for it is costly on large messages, the search for a backslash is not.
+            if _BACKSLASH in raw and b"\\u0000" in raw and _holds_nul(value):
+                raise Malformed(_NUL)
             return value
     try:
         text = raw.decode("utf-8")
@@ -126,25 +137,19 @@ def decode_strict(raw: bytes) -> Any:
     ends_clean = end == size or (end == size - 1 and text[end] == "\n")
     if not ends_clean and _TRAILING.match(text, end).end() != size:  # type: ignore[union-attr]
         raise Malformed(f"extra data after the JSON value at character {end}")
-    _writable(value)
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        raise Malformed(_TOO_DEEP) from None
     _refuse_cuts(raw, value)
     return value
-
-
-def _writable(value: Any) -> bytes:
-    """The value written back: what mcpwall reads, it must be able to write (a batch's
-    forwarded part, the audit log's digest), and orjson writes 254 levels at most."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        raise Malformed("nested more than 254 levels deep") from None
 
 
 def _refuse_cuts(raw: bytes, value: Any) -> None:
     if b"\r" in raw and b"\r" in raw.rstrip(b"\r\n"):
         raise Malformed("a carriage return inside the message, where some readers end a line")
     if b"\\u0000" in raw and _holds_nul(value):
-        raise Malformed("a NUL character (\\u0000), where a C string ends")
+        raise Malformed(_NUL)
 
 
 def _holds_nul(value: Any) -> bool:
