@@ -414,7 +414,7 @@ def test_a_pending_id_cannot_be_reused_from_a_batch_or_as_minus_zero(
     start: Callable[..., RawProxy], wire: Path
 ) -> None:
     proxy = start()
-    proxy.send(call(0, "slow", {"seconds": 0.5}))
+    proxy.send(call(0, "slow", {"seconds": 1}))  # pending while the reuses arrive
     proxy.send([call(0, "echo")])
     assert proxy.recv()[0]["error"]["code"] == -32600
     proxy.send(b'{"jsonrpc":"2.0","id":-0,"method":"tools/call","params":{"name":"echo"}}')
