@@ -137,6 +137,7 @@ class Hand:
     key order, which characters to escape), and the odds of each oddity."""
 
     rnd: random.Random
+    spaces: str  # what may go between tokens (a carriage return, in some lines)
     escapes: float  # the share of characters written as \\u escapes
     duplicates: float  # the chance that an object repeats one of its keys
     lone_surrogate: bool  # the first string written ends in a lone surrogate
@@ -151,18 +152,20 @@ def render(value: Any, hand: Hand) -> str:
             items.append((rnd.choice(items)[0], rnd.choice([None, 1, "pods_delete"])))
         rnd.shuffle(items)
         parts = (
-            f"{_space(rnd)}{_string(k, hand)}{_space(rnd)}:{render(v, hand)}" for k, v in items
+            f"{_space(hand)}{_string(k, hand)}{_space(hand)}:{render(v, hand)}" for k, v in items
         )
-        return "{" + ",".join(parts) + _space(rnd) + "}"
+        return "{" + ",".join(parts) + _space(hand) + "}"
     if isinstance(value, list):
-        return "[" + ",".join(render(item, hand) for item in value) + _space(rnd) + "]"
+        return "[" + ",".join(render(item, hand) for item in value) + _space(hand) + "]"
     if isinstance(value, str):
         return _string(value, hand)
     return json.dumps(value)
 
 
-def _space(rnd: random.Random) -> str:
-    return rnd.choice(["", "", "", " ", "\t", "\r", " \r "])
+def _space(hand: Hand) -> str:
+    if not hand.spaces or hand.rnd.random() < 0.5:
+        return ""
+    return hand.rnd.choice(hand.spaces)
 
 
 def _string(text: str, hand: Hand) -> str:
@@ -187,6 +190,8 @@ def lines(draw: st.DrawFn) -> bytes:
         return draw(st.binary(max_size=40)) + b"\n"
     if kind == 1:
         value: Any = draw(JSON_VALUES)
+        for _ in range(draw(st.sampled_from([0, 0, 100, 253, 254, 300]))):  # deep nesting
+            value = [value]
     elif kind <= 4:
         value = draw(MESSAGES)
     elif kind <= 7:
@@ -197,6 +202,7 @@ def lines(draw: st.DrawFn) -> bytes:
     rnd = random.Random(draw(st.integers(0, 2**32 - 1)))
     hand = Hand(
         rnd,
+        spaces=rnd.choice(["", "", " ", " ", "\t", " \t", " \t", " \t\r"]),
         escapes=rnd.choice([0.0, 0.0, 0.1, 1.0]),
         duplicates=rnd.choice([0.0, 0.0, 0.05, 0.5]),
         lone_surrogate=rnd.random() < 0.03,

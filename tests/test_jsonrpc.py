@@ -10,6 +10,13 @@ import pytest
 from mcpwall.jsonrpc import Malformed, decode_strict
 
 
+def nested(depth: int) -> Any:
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("raw", "value"),
     [
@@ -22,6 +29,9 @@ from mcpwall.jsonrpc import Malformed, decode_strict
         (b'{"n":123456789012345678901234567890}', {"n": 1.2345678901234568e29}),  # a double
         (b'{"n":1e5}', {"n": 100000.0}),
         (b"[]", []),
+        (b'{"a":1}\r\n', {"a": 1}),  # a line ending in CRLF
+        (b'{"a":"\\\\u0000"}', {"a": "\\u0000"}),  # a backslash, then "u0000": no NUL
+        (b"[" * 254 + b"]" * 254, nested(254)),  # as deep as mcpwall can write back
     ],
 )
 def test_reads(raw: bytes, value: Any) -> None:
@@ -45,6 +55,11 @@ def test_reads(raw: bytes, value: Any) -> None:
         b'{"a":1} {"b":2}',
         b'{"a":"tab\tinside"}',
         b"[" * 5000 + b"]" * 5000,
+        b"[" * 255 + b"]" * 255,  # deeper than mcpwall could write back
+        b"[ " * 300 + b"]" * 300,
+        b'{"a":\r1}',  # a reader with universal newlines ends a line there
+        b'{"a":"x\\u0000"}',  # a C string ends there
+        b'{"a\\u0000":1,"a":2}',  # ... so this key is "a" twice for some servers
         b"",
     ],
 )

@@ -72,6 +72,11 @@ _SCAN = json.JSONDecoder(
 ).scan_once
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _TRAILING = re.compile(r"[ \t\n\r]*")
+_BACKSLASH = ord("\\")  # an int: searched for with memchr, without a buffer
+_NUL = "a NUL character (\\u0000), where a C string ends"
+# What mcpwall reads, it must be able to write back (a batch's forwarded part, the audit
+# log's digest), and orjson writes 254 levels of nesting at most.
+_TOO_DEEP = "nested more than 254 levels deep"
 
 
 def decode_strict(raw: bytes) -> Any:
@@ -82,15 +87,26 @@ def decode_strict(raw: bytes) -> Any:
     the very same bytes, the text had no duplicate (a dropped key would be missing from
     the encoding) and nothing else that two parsers could read apart. Anything else
     (spacing, escapes, duplicates) goes through the strict reader below.
+
+    Either way, text that a server could cut in two is refused: a carriage return
+    inside the line (Python's text files, the official Python SDK's stdin among them,
+    end a line there too) and a NUL character (a C string ends there).
     """
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         pass
     else:
-        encoded = orjson.dumps(value)
+        try:
+            encoded = orjson.dumps(value)
+        except TypeError:
+            raise Malformed(_TOO_DEEP) from None
         end = len(raw) - 1 if raw[-1:] == b"\n" else len(raw)
         if len(encoded) == end and raw.startswith(encoded):
+            # orjson writes no carriage return, and a NUL only as \u0000; the search
+            # for it is costly on large messages, the search for a backslash is not.
+            if _BACKSLASH in raw and b"\\u0000" in raw and _holds_nul(value):
+                raise Malformed(_NUL)
             return value
     try:
         text = raw.decode("utf-8")
@@ -121,7 +137,38 @@ def decode_strict(raw: bytes) -> Any:
     ends_clean = end == size or (end == size - 1 and text[end] == "\n")
     if not ends_clean and _TRAILING.match(text, end).end() != size:  # type: ignore[union-attr]
         raise Malformed(f"extra data after the JSON value at character {end}")
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        raise Malformed(_TOO_DEEP) from None
+    _refuse_cuts(raw, value)
     return value
+
+
+def _refuse_cuts(raw: bytes, value: Any) -> None:
+    if b"\r" in raw and b"\r" in raw.rstrip(b"\r\n"):
+        raise Malformed("a carriage return inside the message, where some readers end a line")
+    if b"\\u0000" in raw and _holds_nul(value):
+        raise Malformed(_NUL)
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a NUL is in any key or string, at any depth (walked without recursion:
+    orjson reads deeper nesting than Python's stack allows)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str:
+            if "\x00" in item:
+                return True
+        elif kind is dict:
+            if any("\x00" in key for key in item):
+                return True
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+    return False
 
 
 def decode_server(raw: bytes) -> Any:

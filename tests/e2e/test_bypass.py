@@ -192,89 +192,101 @@ def test_batch_before_any_handshake_is_judged_element_by_element(
 # -- one message, two readings -------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
-        b'{"jsonrpc":"2.0","id":1,"id":2,"method":"tools/call","params":{"name":"echo"}}',
-        b'{"jsonrpc":"2.0","jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e"}}',
-        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
-        b'"arguments":{"a":1},"arguments":{"a":2}}}',
-        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
-        b'"arguments":{"ns":{"name":"default","name":"kube-system"}}}}',
-        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
-        b'"arguments":{"list":[{"a":1,"a":2}]}}}',
-        # The same key written two ways: equal once unescaped, so a duplicate.
-        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
-        b'"n\\u0061me":"pods_delete"}}',
-        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"pods_delete",'
-        b'"name":"pods_delete"}}',
-        b'[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
-        b'"name":"pods_delete"}}]',
-        # Framing: two messages on one line, a carriage return between them, a BOM.
-        b'{"jsonrpc":"2.0","id":1,"method":"ping"} '
-        b'{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"pods_delete"}}',
-        b'{"jsonrpc":"2.0","id":1,"method":"ping"}\r'
-        b'{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"pods_delete"}}',
-        b'\xef\xbb\xbf{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}',
-        # Numbers no two parsers read alike.
-        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_charge",'
-        b'"arguments":{"amount":Infinity}}}',
-        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_charge",'
-        b'"arguments":{"amount":-1e400}}}',
-        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_charge",'
-        b'"arguments":{"amount":1' + b"0" * 400 + b"}}}",
-    ],
-)
+READ_TWO_WAYS = [
+    b'{"jsonrpc":"2.0","id":1,"id":2,"method":"tools/call","params":{"name":"echo"}}',
+    b'{"jsonrpc":"2.0","jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e"}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
+    b'"arguments":{"a":1},"arguments":{"a":2}}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
+    b'"arguments":{"ns":{"name":"default","name":"kube-system"}}}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
+    b'"arguments":{"list":[{"a":1,"a":2}]}}}',
+    # The same key written two ways: equal once unescaped, so a duplicate.
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
+    b'"n\\u0061me":"pods_delete"}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"pods_delete",'
+    b'"name":"pods_delete"}}',
+    b'[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
+    b'"name":"pods_delete"}}]',
+    # Framing: two messages on one line, a carriage return between them, a BOM.
+    b'{"jsonrpc":"2.0","id":1,"method":"ping"} '
+    b'{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"pods_delete"}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"ping"}\r'
+    b'{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"pods_delete"}}',
+    b'\xef\xbb\xbf{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}',
+    # One message with a carriage return inside: the official Python SDK reads its
+    # stdin with universal newlines, so for such a server it would be two lines.
+    b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":\r'
+    b'{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"pods_delete"}}}}',
+    # A NUL: a server in C reads "pods_delete", or a second "method" key.
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"pods_delete\\u0000"}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"ping","method\\u0000":"tools/call",'
+    b'"params":{"name":"pods_delete"}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call\\u0000","params":{"name":"pods_delete"}}',
+    # Deeper than mcpwall could write back (a batch's forwarded part, a digest).
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":'
+    b'{"deep":' + b"[" * 300 + b"]" * 300 + b"}}}",
+    # Numbers no two parsers read alike.
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_charge",'
+    b'"arguments":{"amount":Infinity}}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_charge",'
+    b'"arguments":{"amount":-1e400}}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_charge",'
+    b'"arguments":{"amount":1' + b"0" * 400 + b"}}}",
+]
+
+
 def test_what_could_be_read_two_ways_is_refused_whole(
-    start: Callable[..., RawProxy], wire: Path, raw: bytes
+    start: Callable[..., RawProxy], wire: Path
 ) -> None:
     proxy = start()
-    before = len(received(wire))
-    reply = proxy.request(raw)
-    assert reply["id"] is None and reply["error"]["code"] == -32700
-    still_in_sync(proxy)
-    assert len(received(wire)) == before + 1  # the ping only
+    for raw in READ_TWO_WAYS:
+        before = len(received(wire))
+        reply = proxy.request(raw)
+        assert reply["id"] is None and reply["error"]["code"] == -32700, raw
+        still_in_sync(proxy)
+        assert len(received(wire)) == before + 1, raw  # the ping only
 
 
 # -- names -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
-        b'"\\u0070\\u006f\\u0064\\u0073\\u005f\\u0064\\u0065\\u006c\\u0065\\u0074\\u0065"',
-        b'"pods\\u005fdelete"',
-        b'"pods\\u005Fdelete"',
-        b'"pods_del\\u0065te"',
-    ],
-)
+ESCAPED_NAMES = [
+    b'"\\u0070\\u006f\\u0064\\u0073\\u005f\\u0064\\u0065\\u006c\\u0065\\u0074\\u0065"',
+    b'"pods\\u005fdelete"',
+    b'"pods\\u005Fdelete"',
+    b'"pods_del\\u0065te"',
+]
+
+
 def test_escaped_names_are_judged_as_the_server_reads_them(
-    start: Callable[..., RawProxy], wire: Path, raw: bytes
+    start: Callable[..., RawProxy], wire: Path
 ) -> None:
     proxy = start()
-    line = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":' + raw + b"}}"
-    assert "not permitted" in denial_text(proxy.request(line))
+    for raw in ESCAPED_NAMES:
+        line = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":' + raw + b"}}"
+        assert "not permitted" in denial_text(proxy.request(line)), raw
     still_in_sync(proxy)
     nothing_denied_reached(wire)
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
-        b'{"jsonrpc":"2.0","id":1,"method":"tools\\/call","params":{"name":"pods_delete"}}',
-        b'{"jsonrpc":"2.0","id":1,"method":"tools\\u002fcall","params":{"name":"pods_delete"}}',
-        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","par\\u0061ms":{"name":"pods_delete"}}',
-        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"n\\u0061me":"pods_delete"}}',
-        b'{"jsonrpc" : "2.0" ,\t"id":1 , "method":"tools/call","params":{"name":"pods_delete"}}',
-        b'{"params":{"name":"pods_delete"},"method":"tools/call","id":1,"jsonrpc":"2.0"}',
-        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"pods_delete"}}\r',
-    ],
-)
+REWRITTEN_CALLS = [
+    b'{"jsonrpc":"2.0","id":1,"method":"tools\\/call","params":{"name":"pods_delete"}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"tools\\u002fcall","params":{"name":"pods_delete"}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","par\\u0061ms":{"name":"pods_delete"}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"n\\u0061me":"pods_delete"}}',
+    b'{"jsonrpc" : "2.0" ,\t"id":1 , "method":"tools/call","params":{"name":"pods_delete"}}',
+    b'{"params":{"name":"pods_delete"},"method":"tools/call","id":1,"jsonrpc":"2.0"}',
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"pods_delete"}}\r',
+]
+
+
 def test_escaped_and_reordered_messages_are_judged(
-    start: Callable[..., RawProxy], wire: Path, raw: bytes
+    start: Callable[..., RawProxy], wire: Path
 ) -> None:
     proxy = start()
-    assert "not permitted" in denial_text(proxy.request(raw))
+    for raw in REWRITTEN_CALLS:
+        assert "not permitted" in denial_text(proxy.request(raw)), raw
     still_in_sync(proxy)
     nothing_denied_reached(wire)
 
@@ -287,7 +299,6 @@ LOOK_ALIKES = [
     " pods_delete",
     "pods_delete\n",
     "pods_delete\t",
-    "pods_delete\x00",
     "p\u043eds_delete",  # Cyrillic o
     "\u0440ods_delete",  # Cyrillic er, drawn like p
     "pods_d\u0435lete",  # Cyrillic ie, after "pods_"
@@ -300,61 +311,60 @@ LOOK_ALIKES = [
 ]
 
 
-@pytest.mark.parametrize("name", LOOK_ALIKES, ids=ascii)
 def test_a_look_alike_name_is_another_tool_to_an_exact_match_server(
-    start: Callable[..., RawProxy], wire: Path, name: str
+    start: Callable[..., RawProxy], wire: Path
 ) -> None:
     """Under default: allow, a name that only looks like a denied one is not denied: the
     server looks tools up by exact name and answers that no such tool exists."""
     proxy = start(env={"MCPWALL_TEST_EXACT_TOOLS": "1"})
-    reply = proxy.request(call(1, name))
-    assert reply["error"] == {"code": -32602, "message": f"Unknown tool: {name}"}
-    assert received_calls(wire) == [name]  # exactly the name judged, as the server read it
+    for number, name in enumerate(LOOK_ALIKES):
+        reply = proxy.request(call(number, name))
+        assert reply["error"] == {"code": -32602, "message": f"Unknown tool: {name}"}, name
+    # Exactly the names judged, as the server read them; never the denied one.
+    assert received_calls(wire) == LOOK_ALIKES
 
 
-@pytest.mark.parametrize("name", LOOK_ALIKES, ids=ascii)
-def test_default_deny_stops_every_look_alike(
-    start: Callable[..., RawProxy], wire: Path, name: str
-) -> None:
+def test_default_deny_stops_every_look_alike(start: Callable[..., RawProxy], wire: Path) -> None:
     policy = 'version: "1"\ndefault: deny\ntools:\n  echo:\n    rules:\n      - action: allow\n'
     proxy = start(policy=policy)
-    assert "not permitted by policy (default: deny)" in denial_text(proxy.request(call(1, name)))
+    for number, name in enumerate(LOOK_ALIKES):
+        denied = denial_text(proxy.request(call(number, name)))
+        assert "not permitted by policy (default: deny)" in denied, name
     assert received_calls(wire) == []
 
 
-@pytest.mark.parametrize("name", [n for n in LOOK_ALIKES if n.startswith("pods_")], ids=ascii)
 def test_a_hide_glob_stops_the_look_alikes_it_matches(
-    start: Callable[..., RawProxy], wire: Path, name: str
+    start: Callable[..., RawProxy], wire: Path
 ) -> None:
     proxy = start(policy='version: "1"\nhide: ["pods_*"]\n')
-    assert "is hidden by policy" in denial_text(proxy.request(call(1, name)))
+    matching = [name for name in LOOK_ALIKES if name.startswith("pods_")]
+    assert len(matching) == 8
+    for number, name in enumerate(matching):
+        assert "is hidden by policy" in denial_text(proxy.request(call(number, name))), name
     assert received_calls(wire) == []
 
 
-@pytest.mark.parametrize(
-    "params",
-    [
-        {"name": 1},
-        {"name": None},
-        {"name": True},
-        {"name": {"value": "pods_delete"}},
-        {"arguments": {}},
-        None,
-        "pods_delete",
-        {"name": "pods_delete", "arguments": ["kube-system"]},
-        {"name": "echo", "arguments": 5},
-    ],
-    ids=json.dumps,
-)
-def test_a_call_mcpwall_cannot_read_is_refused(
-    start: Callable[..., RawProxy], wire: Path, params: Any
-) -> None:
+UNREADABLE_PARAMS = [
+    {"name": 1},
+    {"name": None},
+    {"name": True},
+    {"name": {"value": "pods_delete"}},
+    {"arguments": {}},
+    None,
+    "pods_delete",
+    {"name": "pods_delete", "arguments": ["kube-system"]},
+    {"name": "echo", "arguments": 5},
+]
+
+
+def test_a_call_mcpwall_cannot_read_is_refused(start: Callable[..., RawProxy], wire: Path) -> None:
     proxy = start()
-    message: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
-    if params is not None:
-        message["params"] = params
-    reply = proxy.request(message)
-    assert reply["id"] == 1 and reply["error"]["code"] == -32602
+    for params in UNREADABLE_PARAMS:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+        if params is not None:
+            message["params"] = params
+        reply = proxy.request(message)
+        assert reply["id"] == 1 and reply["error"]["code"] == -32602, params
     still_in_sync(proxy)
     assert received_calls(wire) == []
 
@@ -404,7 +414,7 @@ def test_a_pending_id_cannot_be_reused_from_a_batch_or_as_minus_zero(
     start: Callable[..., RawProxy], wire: Path
 ) -> None:
     proxy = start()
-    proxy.send(call(0, "slow", {"seconds": 0.5}))
+    proxy.send(call(0, "slow", {"seconds": 1}))  # pending while the reuses arrive
     proxy.send([call(0, "echo")])
     assert proxy.recv()[0]["error"]["code"] == -32600
     proxy.send(b'{"jsonrpc":"2.0","id":-0,"method":"tools/call","params":{"name":"echo"}}')

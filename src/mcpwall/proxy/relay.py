@@ -665,8 +665,9 @@ class Session:
             self._cancelled.discard(request_id)
         else:
             self._gate.settle(decision, failed=True)
-        self._answered(decision, f"no answer within {seconds}")
-        self._to_server(jsonrpc.dumps(jsonrpc.cancellation(request_id, f"no answer in {seconds}")))
+        reason = f"no answer within {seconds}"
+        self._answered(decision, reason)
+        self._to_server(jsonrpc.dumps(jsonrpc.cancellation(request_id, reason)))
         reply = jsonrpc.error(
             request_id,
             jsonrpc.TIMED_OUT,
