@@ -329,3 +329,21 @@ async def test_in_front_of_the_real_server_denied_calls_never_reach_it(
         assert pod.is_error and "connection refused" in text(pod)
     executed = [line for line in server_log.read_text().splitlines() if '"mcp tool call"' in line]
     assert len(executed) == 1 and 'tool_name="resources_get"' in executed[0]
+
+
+def test_the_main_policy_asks_a_human_before_helm_uninstall() -> None:
+    result = mcpwall(
+        "check", "-c", str(MAIN), "helm_uninstall", "--args",
+        json.dumps({"name": "web", "namespace": "team-a"}), "--format", "json",
+        "--state-dsn", "memory:",
+    )  # fmt: skip
+    body = json.loads(result.stdout)
+    assert body["allowed"] is True and body["approval"] == "helm_uninstall[2] approve"
+
+
+@pytest.mark.parametrize("path", [MAIN, READONLY])
+def test_both_policies_pin_and_redact(path: Path) -> None:
+    policy = load_policy(path)
+    assert policy.pin_mode == "enforce"
+    assert policy.redactor is not None
+    assert {"kubernetes_secrets", "kubeconfig"} <= set(policy.redactor.detectors)

@@ -61,5 +61,8 @@ def summary(policy: Policy) -> str:
         f"{hidden} hide entr{'y' if hidden == 1 else 'ies'}" if hidden else "",
         f"default {'deny' if policy.default_deny else 'allow'}",
         "monitor mode" if policy.monitor else "",
+        f"pin {policy.pin_mode}",
+        "arguments checked against schemas" if policy.validate_arguments else "",
+        "redacts results" if policy.redactor is not None else "",
     ]
     return ", ".join(part for part in parts if part)
