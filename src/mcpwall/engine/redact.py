@@ -24,20 +24,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import re2
 
 REDACTED = "[redacted]"
 
 Finder = Callable[[str], tuple[str, int]]
 
 
-def _substitute(pattern: str, flags: int = 0, group: int = 0) -> Finder:
-    """Replace the whole match, or only group ``group`` of it."""
-    compiled = re.compile(pattern, flags)
+def _substitute(pattern: str, flags: int = 0, group: int = 0, linear: bool = False) -> Finder:
+    """Replace the whole match, or only group ``group`` of it. ``linear``: with RE2,
+    which scans a large result tens of times faster than ``re`` where the pattern needs
+    no lookaround or backreference."""
+    compiled: Any = re2.compile(pattern) if linear else re.compile(pattern, flags)
+
+    def only_group(match: Any) -> str:
+        whole, start = match.group(0), match.start()
+        return whole[: match.start(group) - start] + REDACTED + whole[match.end(group) - start :]
 
     def find(text: str) -> tuple[str, int]:
-        if group == 0:
-            return compiled.subn(REDACTED, text)
-        return compiled.subn(lambda m: m.group(0).replace(m.group(group), REDACTED), text)
+        return compiled.subn(REDACTED if group == 0 else only_group, text)
 
     return find
 
@@ -159,7 +164,7 @@ def _kubernetes_secrets_json(value: Any) -> int:
 DETECTORS: dict[str, Finder] = {
     "kubernetes_secrets": _kubernetes_secrets,
     "kubeconfig": _kubeconfig,
-    "bearer_tokens": _substitute(r"(?i)\bbearer\s+([A-Za-z0-9._~+/=-]{8,})", group=1),
+    "bearer_tokens": _substitute(r"(?i)\bbearer\s+([A-Za-z0-9._~+/=-]{8,})", group=1, linear=True),
     "private_keys": _substitute(
         r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----[\s\S]*?-----END \1PRIVATE KEY-----"
     ),
@@ -168,7 +173,8 @@ DETECTORS: dict[str, Finder] = {
         r"|(?i:aws_secret_access_key)\s*[=:]\s*[A-Za-z0-9/+=]{30,}"
         r"|\bgh[pousr]_[A-Za-z0-9]{30,}\b"
         r"|\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}\b"
-        r"|\bxox[abpr]-[A-Za-z0-9-]{10,}\b"
+        r"|\bxox[abpr]-[A-Za-z0-9-]{10,}\b",
+        linear=True,
     ),
 }
 
