@@ -6,6 +6,7 @@ and input_required with a retry (2026-07-28)."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from mcp import Client
 
 from tests.conftest import Record, server_cmd, server_everything
-from tests.e2e.http import listener
+from tests.e2e.http import free_port, listener
 from tests.e2e.sdk import decision, text, through_mcpwall
 from tests.e2e.test_http import client_with_headers
 from tests.helpers import RawProxy, call, received, received_calls
@@ -275,6 +276,29 @@ async def test_a_forged_or_reused_approval_state_is_not_an_approval(
         done = post(call(5, prod, inputResponses=accept, requestState=state))
         assert done["content"][0]["text"] == "deleted pod prod/web-1"
     assert [c["arguments"] for c in record.calls()] == [prod]
+
+
+async def test_approvals_are_counted_in_the_metrics(
+    write_policy: Callable[..., Path], record: Record, home: Path
+) -> None:
+    port = free_port()
+    human = Human("accept", "decline", "accept")
+    params = through_mcpwall(
+        write_policy(POLICY), server_cmd("k8s_like.py"), "--metrics-port", str(port)
+    )
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+            return page.read().decode()
+
+    async with _client(params, human) as client:
+        for name in ("a", "b", "c"):
+            await client.call_tool("pods_delete", {"name": name, "namespace": "prod"})
+        text_ = await anyio.to_thread.run_sync(scrape)
+    lines = {line for line in text_.splitlines() if line.startswith("mcpwall_events_total")}
+    assert 'mcpwall_events_total{kind="approval",outcome="asked"} 3.0' in lines
+    assert 'mcpwall_events_total{kind="approval",outcome="accept"} 2.0' in lines
+    assert 'mcpwall_events_total{kind="approval",outcome="decline"} 1.0' in lines
 
 
 async def test_approvals_are_in_the_audit_log(
