@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -25,8 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import server_cmd
-from tests.e2e.http import Listener, listener
+from tests.conftest import ROOT, server_cmd
+from tests.e2e.http import Listener, free_port, listener, serving
 from tests.e2e.test_bypass import (
     ESCAPED_NAMES,
     LOOK_ALIKES,
@@ -835,3 +836,64 @@ async def test_a_denied_call_split_across_stateless_identities_stays_denied(
         outcomes.append(result.get("isError", False))
     assert outcomes == [False, False, True]
     assert received_calls(wire) == ["pods_delete", "vm_clone", "vm_clone"]
+
+
+def servers_of(pid: int) -> list[int]:
+    """The child processes of ``pid``: the MCP servers mcpwall runs."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+async def test_a_delete_naming_a_stateless_identity_ends_nothing(
+    start: Callable[..., Listener], http: httpx.AsyncClient, wire: Path
+) -> None:
+    """Stateless clients without a token or --session-header share one identity, whose
+    key anyone can name. A DELETE naming it is refused, and takes nothing away (it used
+    to drop the identity unclosed: its server left running, a second one started)."""
+    wall = start()
+    agent = Agent(http, wall.url, {})
+    echo = modern(call(1, "echo"))
+    assert echoed(await agent.request(echo, mirrored(echo))) == "echo"
+    assert len(servers_of(wall.process.pid)) == 1
+    for key in ("stateless:anonymous", ""):
+        deleted = await http.delete(wall.url, headers={"Mcp-Session-Id": key})
+        assert deleted.status_code == 404
+    assert echoed(await agent.request(echo, mirrored(echo))) == "echo"
+    assert len(servers_of(wall.process.pid)) == 1
+    assert received_calls(wire) == ["echo", "echo"]
+
+
+async def test_identities_are_bounded_like_sessions(
+    write_policy: Callable[..., Path], http: httpx.AsyncClient, home: Path
+) -> None:
+    """Each new stateless identity gets a server of its own, and --session-header lets
+    the client name as many as it likes: they count against the bound on sessions
+    (1,000), or an agent could start servers without end."""
+    port = free_port()
+    bench = [sys.executable, str(ROOT.parent / "benchmarks" / "http_server.py"), str(port)]
+    policy = write_policy(POLICY)
+    upstream = f"http://127.0.0.1:{port}/mcp"
+    with (
+        serving(bench, port),
+        listener(policy, "--session-header", "X-Agent", "--upstream", upstream) as wall,
+    ):
+        ping = modern({"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        headers = {"MCP-Protocol-Version": MODERN, "Mcp-Method": "ping"}
+
+        async def as_agent(name: str) -> int:
+            reply = await Agent(http, wall.url, {"X-Agent": name}).post(ping, headers)
+            return reply.status
+
+        for first in range(0, 1000, 50):
+            statuses = await asyncio.gather(*(as_agent(f"a{n}") for n in range(first, first + 50)))
+            assert set(statuses) == {200}
+        refused = await Agent(http, wall.url, {"X-Agent": "one too many"}).post(ping, headers)
+        assert refused.status == 503 and "Too many sessions" in refused.one["error"]["message"]
+        assert await as_agent("a7") == 200  # the identities already there are served

@@ -451,6 +451,10 @@ class HttpListener:
         identity = self._identity(headers)
         client = self._clients.get(identity)
         if client is None:
+            # Identities are the client's to choose (--session-header): each new one
+            # starts a server, so they count against the same bound as sessions.
+            if len(self._clients) >= MAX_SESSIONS:
+                raise _Reply(503, "Too many sessions: try again later")
             client = self._clients[identity] = _Client(self, identity, stateless=True)
             await self._start(client)
         elif not await asyncio.shield(client.started):
@@ -532,9 +536,14 @@ class HttpListener:
 
     async def _delete(self, headers: dict[str, str], send: ASGISend) -> None:
         session = headers.get("mcp-session-id")
-        client = self._clients.pop(session or "", None)
+        client = self._clients.get(session or "")
         if client is None or client.stateless:
+            # Looked at before it is taken out: a DELETE naming a stateless identity
+            # (its key is known to whoever knows the identity) used to drop it from the
+            # map unclosed, its server left running, a new one started by the next
+            # request.
             raise _Reply(404, "Session not found")
+        del self._clients[client.key]
         log.info("client session %s ended", client.key[:8])
         client.close()
         await _respond(send, 200, b"", {})
