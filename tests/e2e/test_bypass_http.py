@@ -772,6 +772,8 @@ async def test_requests_without_a_protocol_version_in_meta(
     not_a_string = modern(call(2, "pods_delete"))
     not_a_string["params"]["_meta"][VERSION_KEY] = 20260728
     refusal(await bare.post(not_a_string, headers), 400, -32600)
+    # A batch is never stateless, whatever its elements say.
+    refusal(await bare.post([modern(call(3, "pods_delete"))], headers), 400, -32600)
     session = await open_session(http, url)
     assert "not permitted" in denial_text(await session.request(no_meta, headers))
     # A stateless request sent with a session id is judged as stateless: its headers
@@ -790,6 +792,7 @@ tools:
     rules:
       - action: approve
         reason: "Deleting a pod stops its workload"
+        remember: 10m
   vm_clone:
     rules:
       - name: clones
@@ -800,8 +803,9 @@ tools:
 async def test_a_denied_call_split_across_stateless_identities_stays_denied(
     start: Callable[..., Listener], http: httpx.AsyncClient, wire: Path
 ) -> None:
-    """An approval asked of one identity is not an approval for another, and a global
-    limit is not multiplied by the number of identities the agent takes on."""
+    """An approval asked of one identity is not an approval for another, nor is one it
+    remembers, and a global limit is not multiplied by the number of identities the
+    agent takes on."""
     url = start("--session-header", "X-Agent", policy=APPROVE).url
     a, b, c = (Agent(http, url, {"X-Agent": name}) for name in ("a", "b", "c"))
     args = {"name": "web-1", "namespace": "prod"}
@@ -828,6 +832,10 @@ async def test_a_denied_call_split_across_stateless_identities_stays_denied(
     forwarded = json.loads(received(wire)[-1])["params"]
     assert forwarded["arguments"] == args
     assert "requestState" not in forwarded and "inputResponses" not in forwarded
+    # The approval is remembered for A's identical calls, and for A only.
+    assert echoed(await a.request(delete(3), mirrored(delete(3)))) == "pods_delete"
+    again = (await b.request(delete(4), mirrored(delete(4))))["result"]
+    assert again["resultType"] == "input_required"
     # A global limit of two counts every identity.
     outcomes = []
     for number, agent in enumerate((a, b, c)):
@@ -835,7 +843,7 @@ async def test_a_denied_call_split_across_stateless_identities_stays_denied(
         result = (await agent.request(clone, mirrored(clone)))["result"]
         outcomes.append(result.get("isError", False))
     assert outcomes == [False, False, True]
-    assert received_calls(wire) == ["pods_delete", "vm_clone", "vm_clone"]
+    assert received_calls(wire) == ["pods_delete", "pods_delete", "vm_clone", "vm_clone"]
 
 
 def servers_of(pid: int) -> list[int]:
