@@ -812,8 +812,7 @@ async def test_a_denied_call_split_across_stateless_identities_stays_denied(
     elicits = {"elicitation": {}}
 
     def delete(request_id: int, **extra: Any) -> dict[str, Any]:
-        message = modern(call(request_id, "pods_delete", args))
-        message["params"]["_meta"][CAPABILITIES_KEY] = elicits
+        message = modern(call(request_id, "pods_delete", args), **{CAPABILITIES_KEY: elicits})
         message["params"].update(extra)
         return message
 
