@@ -95,10 +95,16 @@ class Listener:
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=TIMEOUT)
-        self._reader.join(timeout=TIMEOUT)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+        try:
+            code = self.process.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # never left running after the test
+            self.process.wait(timeout=TIMEOUT)
+            raise AssertionError(f"mcpwall did not stop within {TIMEOUT:g} s of SIGTERM") from None
+        finally:
+            self._reader.join(timeout=TIMEOUT)
+            if self.process.stderr is not None:
+                self.process.stderr.close()
         return code
 
 

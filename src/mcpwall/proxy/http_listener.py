@@ -127,6 +127,9 @@ class _Client:
         self.backlog: list[bytes] = []
         self.last_used = time.monotonic()
         self.ids = itertools.count(1)
+        # Whether the server started: requests that find the client while it is still
+        # starting (concurrent first requests of one identity) wait for it.
+        self.started: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
     # -- LinkEvents -----------------------------------------------------------------------
 
@@ -353,7 +356,14 @@ class HttpListener:
         if not any(kind in accept for kind in ("application/json", "text/event-stream", "*/*")):
             raise _Reply(406, "Not acceptable: accept application/json and text/event-stream")
         body = await _read_body(receive, self.options.max_message)
-        message = _parse(body)
+        message = _read_strictly(body)
+        if b"\n" in body:
+            # A body is one message, but a server behind a pipe reads lines: a pretty-
+            # printed body would reach it as several, and one of them could be a whole
+            # call that was never judged. A strictly read body has line feeds only
+            # between tokens (a JSON string cannot hold a raw one), so spaces in their
+            # place leave the message as it was judged, on one line.
+            body = body.rstrip(b"\n").replace(b"\n", b" ")
         modern = _modern_version(message)
         if modern is not None:
             _check_mirrored_headers(headers, message, modern)
@@ -369,6 +379,16 @@ class HttpListener:
         if client.stateless and message is not None:
             body, renamed = _rename_requests(message, client.ids)
         request_ids = list(_request_ids(message if renamed is None else orjson.loads(body)))
+        reused = [] if client.stateless else _reused(request_ids, client.exchanges)
+        if reused:
+            # Answers find their POST by id: a second POST waiting on an id would take
+            # the first one's answer and leave the first waiting for ever. So ids must
+            # be unique among the session's pending requests, as JSON-RPC wants them;
+            # a POST that reuses one is refused whole, and nothing of it is forwarded.
+            log.warning("refused a message reusing pending request id(s) %r", reused)
+            refusal = _reuse_refusal(message, request_ids, reused)
+            await _respond(send, 400, refusal, {"mcp-session-id": client.key})
+            return
         exchange = _Exchange(set(request_ids), renamed)
         for request_id in request_ids:
             client.exchanges[request_id] = exchange
@@ -431,8 +451,15 @@ class HttpListener:
         identity = self._identity(headers)
         client = self._clients.get(identity)
         if client is None:
+            # Identities are the client's to choose (--session-header): each new one
+            # starts a server, so they count against the same bound as sessions.
+            if len(self._clients) >= MAX_SESSIONS:
+                raise _Reply(503, "Too many sessions: try again later")
             client = self._clients[identity] = _Client(self, identity, stateless=True)
             await self._start(client)
+        elif not await asyncio.shield(client.started):
+            # Sent before the server had started, a message would have been lost.
+            raise _Reply(502, "Bad gateway: the MCP server did not start", jsonrpc.SERVER_GONE)
         return client
 
     async def _start(self, client: _Client) -> None:
@@ -440,10 +467,12 @@ class HttpListener:
             await client.start(self)
         except Exception as exc:
             self.forget(client)
+            client.started.set_result(False)
             log.error("the MCP server for a new session did not start: %s", exc)
             raise _Reply(
                 502, f"Bad gateway: the MCP server did not start: {exc}", jsonrpc.SERVER_GONE
             ) from exc
+        client.started.set_result(True)
 
     def _identity(self, headers: dict[str, str]) -> str:
         """Who a stateless request comes from, for scope: session counters."""
@@ -507,9 +536,14 @@ class HttpListener:
 
     async def _delete(self, headers: dict[str, str], send: ASGISend) -> None:
         session = headers.get("mcp-session-id")
-        client = self._clients.pop(session or "", None)
+        client = self._clients.get(session or "")
         if client is None or client.stateless:
+            # Looked at before it is taken out: a DELETE naming a stateless identity
+            # (its key is known to whoever knows the identity) used to drop it from the
+            # map unclosed, its server left running, a new one started by the next
+            # request.
             raise _Reply(404, "Session not found")
+        del self._clients[client.key]
         log.info("client session %s ended", client.key[:8])
         client.close()
         await _respond(send, 200, b"", {})
@@ -575,16 +609,59 @@ def _parse(body: bytes) -> Any:
         return None
 
 
+def _read_strictly(body: bytes) -> Any:
+    """The message, read as strictly as the relay reads it. The listener routes by this
+    reading (ids, version, headers) and writes stateless requests anew from it: a body
+    the relay would refuse must not be routed, or rewritten, by a laxer reading (one
+    that keeps the last of duplicate keys, or sees an id the relay does not)."""
+    try:
+        return jsonrpc.decode_strict(body)
+    except jsonrpc.Malformed as exc:
+        log.warning("refused a malformed message from the client: %s", exc)
+        raise _Reply(400, f"Parse error: {exc}", jsonrpc.PARSE_ERROR) from None
+
+
 def _items(message: Any) -> list[Any]:
     return message if type(message) is list else [message]
 
 
 def _request_ids(message: Any) -> list[Any]:
+    """The ids the relay answers by: every element with a usable id, except the client's
+    own responses (no method, and a result or an error). Counting any other (an id too
+    large, a response with "method": null) left the POST waiting for an answer that
+    never comes; leaving one out (neither request nor response) lost its refusal."""
     return [
         item["id"]
         for item in _items(message)
-        if type(item) is dict and "method" in item and type(item.get("id")) in (int, str)
+        if type(item) is dict
+        and jsonrpc.valid_id(item.get("id"))
+        and (item.get("method") is not None or not ("result" in item or "error" in item))
     ]
+
+
+def _reused(request_ids: list[Any], pending: dict[Any, _Exchange]) -> list[Any]:
+    """The ids of this POST already waiting in another, or twice in this one."""
+    seen: set[Any] = set()
+    reused = []
+    for request_id in request_ids:
+        if request_id in pending or request_id in seen:
+            reused.append(request_id)
+        seen.add(request_id)
+    return reused
+
+
+def _reuse_refusal(message: Any, request_ids: list[Any], reused: list[Any]) -> bytes:
+    answers = [
+        jsonrpc.error(
+            request_id,
+            jsonrpc.INVALID_REQUEST,
+            f"Invalid request: request id {request_id!r} is already in use"
+            if request_id in reused
+            else f"Invalid request: its batch reuses request id {reused[0]!r}, already in use",
+        )
+        for request_id in request_ids
+    ]
+    return jsonrpc.dumps(answers if type(message) is list else answers[0])
 
 
 def _progress_tokens(message: Any) -> list[Any]:
