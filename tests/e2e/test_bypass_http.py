@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
@@ -904,3 +905,38 @@ async def test_identities_are_bounded_like_sessions(
         refused = await Agent(http, wall.url, {"X-Agent": "one too many"}).post(ping, headers)
         assert refused.status == 503 and "Too many sessions" in refused.one["error"]["message"]
         assert await as_agent("a7") == 200  # the identities already there are served
+
+
+# -- stopping ---------------------------------------------------------------------------
+
+
+async def test_sigterm_ends_open_streams_and_answers_pending_calls(
+    start: Callable[..., Listener], http: httpx.AsyncClient
+) -> None:
+    """A GET stream stays open and a call waits for an answer that never comes: SIGTERM
+    still stops mcpwall at once (uvicorn alone would wait for ever on the stream), the
+    waiting call gets an error, and the stream ends."""
+    wall = start()
+    agent = await open_session(http, wall.url, "2025-11-25")
+    asked: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def listen() -> int:
+        headers = {"Accept": "text/event-stream", **agent.headers}
+        async with http.stream("GET", wall.url, headers=headers) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data:") and not asked.done():
+                    asked.set_result(json.loads(line[5:]))
+            return response.status_code
+
+    stream = asyncio.ensure_future(listen())
+    await asyncio.sleep(0.3)  # the GET stream is open before the call is made
+    pending = asyncio.ensure_future(agent.post(call(1, "ask")))
+    # The server's question comes on the GET stream; the call waits for its answer.
+    question = await asyncio.wait_for(asked, TIMEOUT)
+    assert question["method"] == "sampling/createMessage"
+    wall.process.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(wall.process.wait, 10)
+    assert code == 0
+    reply = await asyncio.wait_for(pending, TIMEOUT)
+    assert "before answering this request" in reply.one["error"]["message"]
+    assert await asyncio.wait_for(stream, TIMEOUT) == 200

@@ -51,6 +51,7 @@ PATHS = ("/mcp", "/")
 IDLE_SECONDS = 30 * 60
 MAX_SESSIONS = 1000
 KEEPALIVE_SECONDS = 15.0
+SHUTDOWN_GRACE = 5  # seconds uvicorn waits for open connections after SIGTERM
 BACKLOG = 100  # messages the server sends unasked, kept until a GET stream takes them
 HEADER_MISMATCH = -32020
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
@@ -227,6 +228,7 @@ class HttpListener:
         self._clients: dict[str, _Client] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self._warned_anonymous = False
+        self._closing = asyncio.Event()  # set on SIGINT or SIGTERM: GET streams end
         self.port = options.port
         self._loopback = _is_loopback(options.bind)
 
@@ -252,11 +254,23 @@ class HttpListener:
             log_level="warning",
             access_log=False,
             timeout_keep_alive=30,
+            # A backstop: uvicorn otherwise waits for ever for a stream that stays open.
+            timeout_graceful_shutdown=SHUTDOWN_GRACE,
         )
         server = Server(config)
         loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            # Close every session now, not once uvicorn is done: its servers then end,
+            # their pending requests are answered with an error and the POSTs waiting
+            # for them finish, and the GET streams end; uvicorn waits for all of them.
+            server.should_exit = True
+            self._closing.set()
+            for client in list(self._clients.values()):
+                client.close()
+
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, setattr, server, "should_exit", True)
+            loop.add_signal_handler(signum, stop)
         reaper = loop.create_task(self._reap_idle())
         serving = loop.create_task(server.serve())
         while not server.started and not serving.done():
@@ -511,11 +525,12 @@ class HttpListener:
         client.stream = stream
         await _start_stream(send, {"mcp-session-id": client.key})
         disconnected = asyncio.get_running_loop().create_task(_disconnect(receive))
+        closing = asyncio.get_running_loop().create_task(self._closing.wait())
         try:
             while not disconnected.done():
                 getter = asyncio.ensure_future(stream.get())
                 done, _ = await asyncio.wait(
-                    {getter, disconnected},
+                    {getter, disconnected, closing},
                     timeout=KEEPALIVE_SECONDS,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
@@ -526,9 +541,13 @@ class HttpListener:
                     body = b": keep-alive\n\n"
                 if disconnected.done():
                     break
+                if closing.done():  # mcpwall is stopping: the stream ends here
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    break
                 await send({"type": "http.response.body", "body": body, "more_body": True})
         finally:
             disconnected.cancel()
+            closing.cancel()
             if client.stream is stream:
                 client.stream = None
 
