@@ -270,3 +270,13 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def audit_events(home: Path, kind: str) -> list[dict[str, Any]]:
+    """The audit log's events of one kind, under the test's HOME, in order."""
+    return [
+        event
+        for path in sorted((home / ".mcpwall" / "events").glob("*.jsonl"))
+        for event in map(json.loads, path.read_text().splitlines())
+        if event["type"] == kind
+    ]

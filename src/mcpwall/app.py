@@ -143,19 +143,10 @@ def run_stdio(
         "%s %s on %s (session %s)", mode, Path(policy_path).name, upstream.describe(), session_id
     )
 
-    tools = upstream.tool_view(gate, state)
+    new_session = _session_factory(upstream, holder, gate, state, ops, call_timeout)
 
     def make_session(to_server: Send, to_client: Deliver) -> Session:
-        return Session(
-            session_id,
-            holder,
-            gate,
-            to_server,
-            to_client,
-            ops.observers,
-            call_timeout,
-            tools=tools,
-        )
+        return new_session(session_id, to_server, to_client)
 
     def make_link(events: LinkEvents) -> ServerLink:
         return upstream.link(events, max_message)
@@ -191,6 +182,28 @@ def run_stdio(
         gate.close()
 
 
+def _session_factory(
+    upstream: Upstream,
+    holder: PolicyHolder,
+    gate: Gate,
+    state: StateOptions,
+    ops: Operations,
+    call_timeout: float | None,
+) -> Callable[[str, Send, Deliver], Session]:
+    """Sessions that share what they learn of the server's tools, and one approval seal
+    (a 2026-07-28 retry may come on any connection)."""
+    tools = upstream.tool_view(gate, state)
+    seal = Seal()
+
+    def new_session(label: str, to_server: Send, to_client: Deliver) -> Session:
+        observers = ops.observers
+        return Session(
+            label, holder, gate, to_server, to_client, observers, call_timeout, tools, seal
+        )
+
+    return new_session
+
+
 def run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Run a coroutine on uvloop where it is installed, else on asyncio's own loop."""
     try:
@@ -220,22 +233,7 @@ def run_http(
     def make_backend(events: LinkEvents, client_headers: dict[str, str]) -> ServerLink:
         return upstream.link(events, listener.max_message, client_headers)
 
-    tools = upstream.tool_view(gate, state)
-    seal = Seal()  # one per process: a 2026-07-28 retry may come on any connection
-
-    def make_session(label: str, to_server: Send, to_client: Deliver) -> Session:
-        return Session(
-            label,
-            holder,
-            gate,
-            to_server,
-            to_client,
-            ops.observers,
-            call_timeout,
-            tools=tools,
-            seal=seal,
-        )
-
+    make_session = _session_factory(upstream, holder, gate, state, ops, call_timeout)
     server = HttpListener(listener, make_backend, make_session)
     watcher = PolicyWatcher(holder, ops.reloaded)
 

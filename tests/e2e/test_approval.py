@@ -21,7 +21,7 @@ from tests.conftest import Record, server_cmd, server_everything
 from tests.e2e.http import free_port, listener
 from tests.e2e.sdk import decision, text, through_mcpwall
 from tests.e2e.test_http import client_with_headers
-from tests.helpers import RawProxy, call, received, received_calls
+from tests.helpers import RawProxy, audit_events, call, received, received_calls
 
 pytestmark = pytest.mark.anyio
 
@@ -309,14 +309,9 @@ async def test_approvals_are_in_the_audit_log(
     async with _client(params, human) as client:
         await client.call_tool("pods_delete", {"name": "a", "namespace": "prod"})
         await client.call_tool("pods_delete", {"name": "b", "namespace": "prod"})
-    events = [
-        json.loads(line)
-        for path in (home / ".mcpwall" / "events").glob("*.jsonl")
-        for line in path.read_text().splitlines()
-    ]
-    approvals = [(e["outcome"]) for e in events if e["type"] == "approval"]
+    approvals = [e["outcome"] for e in audit_events(home, "approval")]
     assert approvals == ["asked", "accept", "asked", "decline"]
-    calls = [(e["decision"], e["approval"]) for e in events if e["type"] == "decision"]
+    calls = [(e["decision"], e["approval"]) for e in audit_events(home, "decision")]
     assert calls == [("allowed", "accepted"), ("denied", "decline")]
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import MCPWALL, Record, server_cmd
 from tests.e2e.sdk import agent, text, through_mcpwall
+from tests.helpers import audit_events
 
 pytestmark = pytest.mark.anyio
 
@@ -34,15 +35,6 @@ def _mcpwall(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([MCPWALL, *args], capture_output=True, text=True, timeout=30, check=False)
 
 
-def _events(home: Path, kind: str) -> list[dict[str, object]]:
-    return [
-        event
-        for path in sorted((home / ".mcpwall" / "events").glob("*.jsonl"))
-        for event in map(json.loads, path.read_text().splitlines())
-        if event["type"] == kind
-    ]
-
-
 async def _session(policy: Path) -> tuple[set[str], str]:
     """List the tools and call deploy; the names listed and deploy's answer."""
     async with agent(through_mcpwall(policy, server_cmd("shifting.py")), mode="legacy") as client:
@@ -60,12 +52,12 @@ async def test_a_changed_description_is_reported_under_warn(
     policy = _policy(write_policy, "warn")
     monkeypatch.setenv("MCPWALL_TEST_DESCRIPTION", HONEST)
     assert await _session(policy) == ({"deploy", "status", "rewrite"}, "deployed web x1")
-    assert _events(home, "tool_changed") == []
+    assert audit_events(home, "tool_changed") == []
 
     monkeypatch.setenv("MCPWALL_TEST_DESCRIPTION", POISONED)
     names, answer = await _session(policy)
     assert "deploy" in names and answer == "deployed web x1"  # reported, not blocked
-    [change] = _events(home, "tool_changed")
+    [change] = audit_events(home, "tool_changed")
     assert change["tool"] == "deploy" and change["fields"] == ["description"]
     assert change["held"] is False
 
@@ -97,7 +89,7 @@ async def test_enforce_holds_a_changed_tool_until_accepted(
         "it is held until an operator approves the change (mcpwall pin accept)"
     )
     assert record.tools() == ["deploy"]  # only the first session's call
-    [change] = _events(home, "tool_changed")
+    [change] = audit_events(home, "tool_changed")
     assert change["held"] is True
 
     assert _mcpwall("pin", "accept", "status").returncode == 1  # status did not change

@@ -14,20 +14,12 @@ import pytest
 from tests.conftest import Record, kubernetes_server, server_cmd, server_everything
 from tests.e2e.sdk import agent, decision, text, through_mcpwall
 from tests.e2e.test_real_servers import KUBECONFIG
+from tests.helpers import audit_events
 
 pytestmark = pytest.mark.anyio
 
 TOKEN = "not-a-real-token"
 CLIENT_KEY = "LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCm5vdC1hLXJlYWwta2V5Ci0tLS0tRU5E"
-
-
-def _events(home: Path, kind: str) -> list[dict[str, object]]:
-    return [
-        event
-        for path in sorted((home / ".mcpwall" / "events").glob("*.jsonl"))
-        for event in map(json.loads, path.read_text().splitlines())
-        if event["type"] == kind
-    ]
 
 
 async def test_arguments_that_miss_the_schema_never_reach_the_server(
@@ -99,9 +91,9 @@ async def test_configuration_view_credentials_are_redacted(
         shown = text(await client.call_tool("configuration_view", {"minified": False}))
     assert "kind: Config" in shown and "client-key-data: [redacted]" in shown
     assert TOKEN not in shown and CLIENT_KEY not in shown
-    [event] = _events(home, "redacted")
+    [event] = audit_events(home, "redacted")
     assert event["tool"] == "configuration_view" and event["found"] == {"kubeconfig": 3}
-    [call] = _events(home, "decision")
+    [call] = audit_events(home, "decision")
     assert call["redacted"] == {"kubeconfig": 3}
     # The log says what and how many, never the secret.
     logs = "".join(path.read_text() for path in (home / ".mcpwall" / "events").glob("*"))
@@ -140,5 +132,5 @@ async def test_secret_data_and_policy_patterns_are_redacted(
     assert "c3VwZXI" not in secret and "name: db" in secret
     assert pods == "pods in default: web-?, web-?"
     assert config_map.startswith("apiVersion: v1\nkind: ConfigMap")
-    found = [event["found"] for event in _events(home, "redacted")]
+    found = [event["found"] for event in audit_events(home, "redacted")]
     assert found == [{"kubernetes_secrets": 4}, {"pod names": 4}]  # 2 values, twice each
