@@ -123,6 +123,83 @@ class Upstream:
         return ServerProcess(self.command, events, max_message)
 
 
+class _Run:
+    """What one mcpwall process runs with, whatever its transport: the policy (reloaded
+    when its file changes), the engine and its store, the audit log and the metrics, and
+    the sessions, which share what they learn of the server's tools and one approval
+    seal (a 2026-07-28 retry may come on any connection)."""
+
+    def __init__(
+        self,
+        policy_path: str,
+        upstream: Upstream,
+        state: StateOptions,
+        ops_options: OpsOptions,
+        call_timeout: float | None,
+    ) -> None:
+        self.policy_path = policy_path
+        self.upstream = upstream
+        self.state = state
+        self.holder = PolicyHolder(load_policy(policy_path))
+        for warning in self.holder.current.warnings:
+            log.warning("%s", warning)
+        self.gate = state.gate()
+        self.ops = Operations(ops_options, self.gate)
+        self.watcher = PolicyWatcher(self.holder, self.ops.reloaded)
+        self._call_timeout = call_timeout
+        self._tools = upstream.tool_view(self.gate, state)
+        self._seal = Seal()
+
+    @property
+    def mode(self) -> str:
+        return "monitor mode (nothing is blocked)" if self.holder.current.monitor else "enforcing"
+
+    def new_session(self, label: str, to_server: Send, to_client: Deliver) -> Session:
+        return Session(
+            label,
+            self.holder,
+            self.gate,
+            to_server,
+            to_client,
+            self.ops.observers,
+            self._call_timeout,
+            self._tools,
+            self._seal,
+        )
+
+    def record_startup(self, transport: str, **fields: Any) -> None:
+        if self.ops.audit is not None:
+            self.ops.audit.startup(
+                policy=str(Path(self.policy_path).resolve()),
+                policy_sha256=self.holder.current.digest,
+                upstream=self.upstream.describe(),
+                transport=transport,
+                **fields,
+                state=self.state.describe(),
+                fail_mode="open" if self.state.fail_open else "closed",
+            )
+
+    def run(self, serve: Callable[[], Coroutine[Any, Any, int]]) -> int:
+        """Serve until done, then record the end and close everything; the exit status."""
+
+        async def main() -> int:
+            self.watcher.start()
+            code = 1
+            try:
+                code = await serve()
+            finally:
+                self.watcher.stop()
+                if self.ops.audit is not None:
+                    self.ops.audit.shutdown(code)
+            return code
+
+        try:
+            return run_loop(main)
+        finally:
+            self.ops.close()
+            self.gate.close()
+
+
 def run_stdio(
     policy_path: str,
     upstream: Upstream,
@@ -132,76 +209,29 @@ def run_stdio(
     call_timeout: float | None = None,
 ) -> int:
     """Run the stdio proxy until the server ends; the exit status to use."""
-    holder = PolicyHolder(load_policy(policy_path))
-    for warning in holder.current.warnings:
-        log.warning("%s", warning)
-    gate = state.gate()
-    ops = Operations(ops_options, gate)
+    run = _Run(policy_path, upstream, state, ops_options, call_timeout)
     session_id = uuid.uuid4().hex
-    mode = "monitor mode (nothing is blocked)" if holder.current.monitor else "enforcing"
     log.info(
-        "%s %s on %s (session %s)", mode, Path(policy_path).name, upstream.describe(), session_id
+        "%s %s on %s (session %s)",
+        run.mode,
+        Path(policy_path).name,
+        upstream.describe(),
+        session_id,
     )
 
-    new_session = _session_factory(upstream, holder, gate, state, ops, call_timeout)
-
     def make_session(to_server: Send, to_client: Deliver) -> Session:
-        return new_session(session_id, to_server, to_client)
+        return run.new_session(session_id, to_server, to_client)
 
     def make_link(events: LinkEvents) -> ServerLink:
         return upstream.link(events, max_message)
 
     proxy = StdioProxy(make_link, make_session, max_message)
-    watcher = PolicyWatcher(holder, ops.reloaded)
 
-    async def main() -> int:
-        watcher.start()
-        if ops.audit is not None:
-            ops.audit.startup(
-                policy=str(Path(policy_path).resolve()),
-                policy_sha256=holder.current.digest,
-                upstream=upstream.describe(),
-                transport="stdio",
-                session=session_id,
-                state=state.describe(),
-                fail_mode="open" if state.fail_open else "closed",
-            )
-        code = 1
-        try:
-            code = await proxy.run()
-        finally:
-            watcher.stop()
-            if ops.audit is not None:
-                ops.audit.shutdown(code)
-        return code
+    async def serve() -> int:
+        run.record_startup("stdio", session=session_id)
+        return await proxy.run()
 
-    try:
-        return run_loop(main)
-    finally:
-        ops.close()
-        gate.close()
-
-
-def _session_factory(
-    upstream: Upstream,
-    holder: PolicyHolder,
-    gate: Gate,
-    state: StateOptions,
-    ops: Operations,
-    call_timeout: float | None,
-) -> Callable[[str, Send, Deliver], Session]:
-    """Sessions that share what they learn of the server's tools, and one approval seal
-    (a 2026-07-28 retry may come on any connection)."""
-    tools = upstream.tool_view(gate, state)
-    seal = Seal()
-
-    def new_session(label: str, to_server: Send, to_client: Deliver) -> Session:
-        observers = ops.observers
-        return Session(
-            label, holder, gate, to_server, to_client, observers, call_timeout, tools, seal
-        )
-
-    return new_session
+    return run.run(serve)
 
 
 def run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
@@ -224,49 +254,19 @@ def run_http(
     """Serve Streamable HTTP to many clients until stopped (SIGINT, SIGTERM)."""
     from mcpwall.proxy.http_listener import HttpListener
 
-    holder = PolicyHolder(load_policy(policy_path))
-    for warning in holder.current.warnings:
-        log.warning("%s", warning)
-    gate = state.gate()
-    ops = Operations(ops_options, gate)
+    run = _Run(policy_path, upstream, state, ops_options, call_timeout)
 
     def make_backend(events: LinkEvents, client_headers: dict[str, str]) -> ServerLink:
         return upstream.link(events, listener.max_message, client_headers)
 
-    make_session = _session_factory(upstream, holder, gate, state, ops, call_timeout)
-    server = HttpListener(listener, make_backend, make_session)
-    watcher = PolicyWatcher(holder, ops.reloaded)
+    server = HttpListener(listener, make_backend, run.new_session)
 
     def started(port: int) -> None:
         host = f"[{listener.bind}]" if ":" in listener.bind else listener.bind
         # Essential output, whatever the log level: where to connect.
         sys.stderr.write(f"mcpwall listening on http://{host}:{port}/mcp\n")
         sys.stderr.flush()
-        mode = "monitor mode (nothing is blocked)" if holder.current.monitor else "enforcing"
-        log.info("%s %s on %s", mode, Path(policy_path).name, upstream.describe())
-        if ops.audit is not None:
-            ops.audit.startup(
-                policy=str(Path(policy_path).resolve()),
-                policy_sha256=holder.current.digest,
-                upstream=upstream.describe(),
-                transport=f"http://{host}:{port}/mcp",
-                state=state.describe(),
-                fail_mode="open" if state.fail_open else "closed",
-            )
+        log.info("%s %s on %s", run.mode, Path(policy_path).name, upstream.describe())
+        run.record_startup(f"http://{host}:{port}/mcp")
 
-    async def main() -> int:
-        watcher.start()
-        code = 1
-        try:
-            code = await server.serve(started)
-        finally:
-            watcher.stop()
-            if ops.audit is not None:
-                ops.audit.shutdown(code)
-        return code
-
-    try:
-        return run_loop(main)
-    finally:
-        ops.close()
-        gate.close()
+    return run.run(lambda: server.serve(started))

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from mcpwall.engine.operators import MISSING, resolve
-from mcpwall.policy.model import Condition, Counter, Policy, Rule, Scope
+from mcpwall.policy.model import Condition, Counter, Policy, Rule, Scope, ToolPlan
 from mcpwall.state.base import Check, CounterStore, Refused, StoreUnavailable, Token
 
 log = logging.getLogger("mcpwall")
@@ -92,20 +92,17 @@ class Gate:
         args: dict[str, Any],
         commit: bool = True,
     ) -> Decision:
-        decision = self._judge(policy, session, tool, args, commit)
+        plan = policy.plan(tool)
+        decision = self._judge(plan, session, args, commit)
         if policy.monitor and not decision.allowed:
             decision.allowed = True
             decision.monitored = True
-        elif decision.allowed and not policy.monitor:
-            approvals = policy.plan(tool).approvals
-            if approvals:
-                decision.approval = _approval(approvals, args)
+        elif decision.allowed and plan.approvals and not policy.monitor:
+            decision.approval = _approval(plan.approvals, args)
         return decision
 
-    def _judge(
-        self, policy: Policy, session: str, tool: str, args: dict[str, Any], commit: bool
-    ) -> Decision:
-        plan = policy.plan(tool)
+    def _judge(self, plan: ToolPlan, session: str, args: dict[str, Any], commit: bool) -> Decision:
+        tool = plan.tool
         if plan.refusal is not None:
             rule, reason = plan.refusal
             return Decision(False, tool, rule, reason)
