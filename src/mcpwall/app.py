@@ -20,7 +20,8 @@ from mcpwall.policy import load_policy
 from mcpwall.proxy.approval import Seal
 from mcpwall.proxy.child import ServerProcess
 from mcpwall.proxy.link import LinkEvents, ServerLink
-from mcpwall.proxy.relay import Deliver, Observer, Send, Session
+from mcpwall.proxy.record import Observer
+from mcpwall.proxy.relay import Deliver, Send, Session
 from mcpwall.proxy.stdio import DEFAULT_MAX_MESSAGE, StdioProxy
 from mcpwall.proxy.tools import ToolView
 from mcpwall.state import open_store

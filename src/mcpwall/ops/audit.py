@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 
 from mcpwall import __version__
-from mcpwall.engine.gate import Decision
+from mcpwall.proxy.record import CallRecord
 
 log = logging.getLogger("mcpwall")
 
@@ -107,15 +107,15 @@ class AuditLog:
 
     # -- the calls ----------------------------------------------------------------------
 
-    def decided(self, session: str, decision: Decision, size: int) -> None:
+    def decided(self, session: str, decision: CallRecord, size: int) -> None:
         decision.args_digest = args_digest(decision.args)
         if not decision.allowed:
             self._decision(session, decision, None)
 
-    def answered(self, session: str, decision: Decision, error: str | None) -> None:
+    def answered(self, session: str, decision: CallRecord, error: str | None) -> None:
         self._decision(session, decision, error)
 
-    def _decision(self, session: str, decision: Decision, error: str | None) -> None:
+    def _decision(self, session: str, decision: CallRecord, error: str | None) -> None:
         self.decisions += 1
         if not decision.allowed:
             self.denials += 1

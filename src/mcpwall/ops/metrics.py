@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from mcpwall.engine.gate import Decision
+from mcpwall.proxy.record import CallRecord
 
 MAX_TOOL_LABELS = 256
 _LATENCY_BUCKETS = (
@@ -76,14 +76,14 @@ class Metrics:
         self._tools: set[str] = set()
         self.server, self.thread = start_http_server(port, addr=bind, registry=self.registry)
 
-    def decided(self, session: str, decision: Decision, size: int) -> None:
+    def decided(self, session: str, decision: CallRecord, size: int) -> None:
         verdict = (
             "monitored" if decision.monitored else ("allowed" if decision.allowed else "denied")
         )
         self._calls.labels(self._tool(decision.tool), verdict, decision.rule or "").inc()
         self._latency.observe(decision.latency_us / 1_000_000)
 
-    def answered(self, session: str, decision: Decision, error: str | None) -> None:
+    def answered(self, session: str, decision: CallRecord, error: str | None) -> None:
         if error is not None:
             self._upstream.labels(self._tool(decision.tool)).inc()
 

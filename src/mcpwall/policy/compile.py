@@ -25,6 +25,7 @@ from typing import Any
 from mcpwall.policy.conditions import read_condition, read_condition_list
 from mcpwall.policy.counters import read_duration, read_rate_limit, read_state_block
 from mcpwall.policy.model import (
+    Action,
     Condition,
     Counter,
     Op,
@@ -64,6 +65,7 @@ _RULE_KEYS = (
     "timeout",
 )
 _ACTIONS = ("evaluate", "deny", "allow", "approve")
+_RULE_ACTIONS = {"deny": Action.DENY, "approve": Action.APPROVE}
 _GLOB_CHARS = frozenset("*?[")
 GLOBAL_OWNER = "_global"
 
@@ -538,8 +540,7 @@ class _Compiler(Reporter):
                 Rule(
                     name=draft.name,
                     line=draft.mark.line,
-                    deny=draft.action == "deny",
-                    approve=draft.action == "approve",
+                    action=_RULE_ACTIONS.get(draft.action, Action.CHECK),
                     remember_s=draft.remember_s,
                     approval_timeout_s=draft.approval_timeout_s,
                     when=tuple(draft.when),

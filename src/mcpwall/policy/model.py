@@ -33,6 +33,15 @@ class Op(StrEnum):
     EXISTS = "exists"
 
 
+class Action(StrEnum):
+    """What a rule does with a call. A plain ``allow`` with nothing to check compiles
+    to no rule at all."""
+
+    CHECK = "check"  # its conditions must hold and its counter must have room
+    DENY = "deny"  # denied, unless one of its ``when`` conditions is surely false
+    APPROVE = "approve"  # a human must approve it first (when ``when`` holds)
+
+
 class Scope(StrEnum):
     SESSION = "session"
     GLOBAL = "global"
@@ -93,13 +102,12 @@ class Counter:
 class Rule:
     name: str
     line: int
-    deny: bool = False
+    action: Action = Action.CHECK
     when: tuple[Condition, ...] = ()  # a deny applies unless one of these is surely false
     require: tuple[Condition, ...] = ()  # argument conditions that must all pass
     state_checks: tuple[Condition, ...] = ()  # conditions on counters, read before the call
     counter: Counter | None = None
     reason: str | None = None  # on_deny / reason, as written
-    approve: bool = False  # ask a human first (when ``when`` holds, or cannot be told)
     remember_s: float | None = None  # an approval also covers identical calls this long
     approval_timeout_s: float = 120.0
 
@@ -234,6 +242,6 @@ class Policy:
         check = self.validate_arguments
         if entry is not None and entry.validate_arguments is not None:
             check = entry.validate_arguments
-        approvals = tuple(rule for rule in rules if rule.approve)
+        approvals = tuple(rule for rule in rules if rule.action is Action.APPROVE)
         stateful = any(rule.stateful for rule in rules)
         return ToolPlan(tool, None, rules, stateful, check, approvals)

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from mcpwall import jsonrpc
+from mcpwall import mcp
 from mcpwall.proxy.link import LinkEvents, ServerLink
 from mcpwall.proxy.relay import SERVER_MESSAGE, Deliver, Related, Send, Session
 from mcpwall.proxy.sse import encode
@@ -81,13 +81,13 @@ class _Reply(Exception):
         self,
         status: int,
         message: str,
-        code: int = jsonrpc.INVALID_REQUEST,
+        code: int = mcp.INVALID_REQUEST,
         request_id: Any = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.body = jsonrpc.dumps(jsonrpc.error(request_id, code, message))
+        self.body = mcp.dumps(mcp.error(request_id, code, message))
         self.headers = headers or {}
 
 
@@ -473,7 +473,7 @@ class HttpListener:
             await self._start(client)
         elif not await asyncio.shield(client.started):
             # Sent before the server had started, a message would have been lost.
-            raise _Reply(502, "Bad gateway: the MCP server did not start", jsonrpc.SERVER_GONE)
+            raise _Reply(502, "Bad gateway: the MCP server did not start", mcp.SERVER_GONE)
         return client
 
     async def _start(self, client: _Client) -> None:
@@ -484,7 +484,7 @@ class HttpListener:
             client.started.set_result(False)
             log.error("the MCP server for a new session did not start: %s", exc)
             raise _Reply(
-                502, f"Bad gateway: the MCP server did not start: {exc}", jsonrpc.SERVER_GONE
+                502, f"Bad gateway: the MCP server did not start: {exc}", mcp.SERVER_GONE
             ) from exc
         client.started.set_result(True)
 
@@ -634,10 +634,10 @@ def _read_strictly(body: bytes) -> Any:
     the relay would refuse must not be routed, or rewritten, by a laxer reading (one
     that keeps the last of duplicate keys, or sees an id the relay does not)."""
     try:
-        return jsonrpc.decode_strict(body)
-    except jsonrpc.Malformed as exc:
+        return mcp.decode_strict(body)
+    except mcp.Malformed as exc:
         log.warning("refused a malformed message from the client: %s", exc)
-        raise _Reply(400, f"Parse error: {exc}", jsonrpc.PARSE_ERROR) from None
+        raise _Reply(400, f"Parse error: {exc}", mcp.PARSE_ERROR) from None
 
 
 def _items(message: Any) -> list[Any]:
@@ -653,7 +653,7 @@ def _request_ids(message: Any) -> list[Any]:
         item["id"]
         for item in _items(message)
         if type(item) is dict
-        and jsonrpc.valid_id(item.get("id"))
+        and mcp.valid_id(item.get("id"))
         and (item.get("method") is not None or not ("result" in item or "error" in item))
     ]
 
@@ -671,16 +671,16 @@ def _reused(request_ids: list[Any], pending: dict[Any, _Exchange]) -> list[Any]:
 
 def _reuse_refusal(message: Any, request_ids: list[Any], reused: list[Any]) -> bytes:
     answers = [
-        jsonrpc.error(
+        mcp.error(
             request_id,
-            jsonrpc.INVALID_REQUEST,
+            mcp.INVALID_REQUEST,
             f"Invalid request: request id {request_id!r} is already in use"
             if request_id in reused
             else f"Invalid request: its batch reuses request id {reused[0]!r}, already in use",
         )
         for request_id in request_ids
     ]
-    return jsonrpc.dumps(answers if type(message) is list else answers[0])
+    return mcp.dumps(answers if type(message) is list else answers[0])
 
 
 def _progress_tokens(message: Any) -> list[Any]:
@@ -704,7 +704,7 @@ def _modern_version(message: Any) -> str | None:
         return None
     params = message.get("params")
     meta = params.get("_meta") if type(params) is dict else None
-    version = meta.get(jsonrpc.MODERN_VERSION_KEY) if type(meta) is dict else None
+    version = meta.get(mcp.MODERN_VERSION_KEY) if type(meta) is dict else None
     return version if type(version) is str else None
 
 
@@ -749,7 +749,7 @@ def _rename_requests(message: Any, ids: itertools.count[int]) -> tuple[bytes, di
             internal = f"mcpwall-{next(ids)}"
             renamed[internal] = item["id"]
             item["id"] = internal
-    return jsonrpc.dumps(message), renamed
+    return mcp.dumps(message), renamed
 
 
 def _rename(data: bytes, renamed: dict[Any, Any]) -> bytes:
@@ -761,13 +761,13 @@ def _rename(data: bytes, renamed: dict[Any, Any]) -> bytes:
         if type(item) is dict and "method" not in item and item.get("id") in renamed:
             item["id"] = renamed[item["id"]]
             changed = True
-    return jsonrpc.dumps(message) if changed else data
+    return mcp.dumps(message) if changed else data
 
 
 def _is_parse_error(data: bytes) -> bool:
     message = _parse(data)
     error = message.get("error") if type(message) is dict else None
-    return type(error) is dict and error.get("code") == jsonrpc.PARSE_ERROR
+    return type(error) is dict and error.get("code") == mcp.PARSE_ERROR
 
 
 def _host_name(host: str) -> str:

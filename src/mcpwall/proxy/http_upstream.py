@@ -27,7 +27,7 @@ from urllib.parse import urljoin
 import aiohttp
 import orjson
 
-from mcpwall import jsonrpc
+from mcpwall import mcp
 from mcpwall.proxy.link import LinkEvents
 from mcpwall.proxy.sse import EventReader
 
@@ -37,7 +37,7 @@ ACCEPT = "application/json, text/event-stream"
 CONNECT_TIMEOUT = 10.0
 RESUME_ATTEMPTS = 3
 RESUME_DELAY = 0.5  # seconds, when the server gave no retry of its own
-_MODERN = jsonrpc.MODERN_VERSION_KEY
+_MODERN = mcp.MODERN_VERSION_KEY
 _NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 
 
@@ -349,8 +349,8 @@ class HttpUpstream:
     def _fail(self, waiting: Iterable[Any], why: str) -> None:
         for request_id in list(waiting):
             log.warning("request %r failed: %s", request_id, why)
-            error = jsonrpc.error(request_id, jsonrpc.SERVER_GONE, f"[mcpwall] {why}")
-            self.events.message(jsonrpc.dumps(error))
+            error = mcp.error(request_id, mcp.SERVER_GONE, f"[mcpwall] {why}")
+            self.events.message(mcp.dumps(error))
         if isinstance(waiting, set):
             waiting.clear()
 

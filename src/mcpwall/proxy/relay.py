@@ -19,12 +19,14 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from mcpwall import jsonrpc
-from mcpwall.engine.gate import Decision, Gate
+from mcpwall import mcp
+from mcpwall.engine.decide import ApprovalOutcome, Call, not_approved
+from mcpwall.engine.gate import Gate
 from mcpwall.policy.model import Policy, Rule
 from mcpwall.proxy import approval
+from mcpwall.proxy.record import CallRecord, Observer
 from mcpwall.proxy.tools import ToolView
 
 log = logging.getLogger("mcpwall")
@@ -46,30 +48,13 @@ class Related:
     request_id: Any
 
 
-class Observer(Protocol):
-    """Sees every judged call: the audit log, the metrics."""
-
-    def decided(self, session: str, decision: Decision, size: int) -> None:
-        """Called once per judged call, as soon as it is decided. ``size``: the bytes of
-        the message. A call that is forwarded is reported again when it ends."""
-
-    def answered(self, session: str, decision: Decision, error: str | None) -> None:
-        """A forwarded call ended: answered (``error`` None, or what went wrong), or it
-        never will be (the server went away). A call held for approval that was not
-        approved ends here too, as a denial."""
-
-    def noted(self, session: str, kind: str, fields: dict[str, Any]) -> None:
-        """Something else worth recording: an approval asked or answered, a tool whose
-        definition changed, secrets redacted from a result."""
-
-
 # Outcomes of reading one message from the client (besides the answer mcpwall sends
 # itself, and other bytes to forward instead).
 _FORWARD = object()
 _DROP = object()
 _HELD = object()  # a call waiting for a human's approval
 
-# What a pending request is remembered by: its Decision for a tools/call, else these.
+# What a pending request is remembered by: its CallRecord for a tools/call, else these.
 _LIST = "tools/list"
 _INITIALIZE = "initialize"
 _OTHER = "request"
@@ -80,8 +65,10 @@ _NOTIFIED = "a call sent as a notification cannot wait for it"
 _IN_BATCH = "a call inside a JSON-RPC batch cannot be held for it"
 _NO_ELICITATION = "this client cannot ask for it: it did not declare the elicitation capability"
 
-# Protocol versions in which a JSON-RPC batch is a valid message.
-_BATCH_VERSIONS = frozenset({"2025-03-26"})
+# What mcpwall answers when it failed itself; the details go to its log, not the wire.
+_INTERNAL = "[mcpwall] internal error while judging this message; it was not forwarded"
+_INTERNAL_ANSWER = "[mcpwall] internal error while checking the server's answer; it was withheld"
+_UNREAD = object()  # from_client: the transport has not decoded the message
 
 # Below this size a message is checked for being blank by stripping a copy of it.
 _SMALL = 64
@@ -105,7 +92,7 @@ class _Asking:
 
     approval_id: str
     request_id: Any
-    decision: Decision
+    record: CallRecord
     rule: Rule
     digest: str
     line: bytes
@@ -136,8 +123,8 @@ class Session:
         self._observers = tuple(observers)
         self._received = 0  # when the message being handled arrived (ns)
         self._received_size = 0
-        # request id -> the Decision of a tools/call, or _LIST, _INITIALIZE, _OTHER
-        self._pending: dict[Any, Decision | str] = {}
+        # request id -> the CallRecord of a tools/call, or _LIST, _INITIALIZE, _OTHER
+        self._pending: dict[Any, CallRecord | str] = {}
         self._batches: dict[Any, _Batch] = {}
         self._cancelled: set[Any] = set()
         self._call_timeout = call_timeout
@@ -160,27 +147,43 @@ class Session:
 
     # -- client to server -------------------------------------------------------------
 
-    def from_client(self, line: bytes) -> None:
+    def from_client(self, line: bytes, message: Any = _UNREAD) -> None:
+        """One message from the client. ``message``: what ``mcp.decode_strict`` read
+        from ``line``, when the transport has read it already."""
         if len(line) < _SMALL and not line.strip():
             return
         self._received = time.perf_counter_ns()
         self._received_size = len(line)
-        try:
-            message = jsonrpc.decode_strict(line)
-        except jsonrpc.Malformed as exc:
-            log.warning("refused a malformed message from the client: %s", exc)
-            self._reply(jsonrpc.error(None, jsonrpc.PARSE_ERROR, f"Parse error: {exc}"))
-            return
+        if message is _UNREAD:
+            try:
+                message = mcp.decode_strict(line)
+            except mcp.Malformed as exc:
+                log.warning("refused a malformed message from the client: %s", exc)
+                self._reply(mcp.error(None, mcp.PARSE_ERROR, f"Parse error: {exc}"))
+                return
         if type(message) is list:
             self._client_batch(message, line)
             return
-        outcome = self._client_message(message, line)
+        outcome = self._guarded(message, line)
         if outcome is _FORWARD:
             self._to_server(line)
         elif type(outcome) is bytes:
             self._to_server(outcome)
         elif outcome is not _DROP and outcome is not _HELD:
             self._reply(outcome)
+
+    def _guarded(self, message: Any, line: bytes | None) -> Any:
+        """``_client_message``, where a failure of mcpwall's own (a store, a schema
+        validator, a bug) becomes one error answer: the message is not forwarded, and
+        the session goes on."""
+        try:
+            return self._client_message(message, line)
+        except Exception:
+            log.exception("mcpwall failed on a message from the client; it was not forwarded")
+            if not mcp.owes_answer(message):
+                return _DROP
+            request_id = message["id"] if mcp.valid_id(message["id"]) else None
+            return mcp.error(request_id, mcp.INTERNAL_ERROR, _INTERNAL)
 
     def _client_message(self, message: Any, line: bytes | None = None) -> Any:
         """_FORWARD, _DROP, _HELD, other bytes to forward, or the response mcpwall sends
@@ -190,7 +193,7 @@ class Session:
         method = message.get("method")
         has_id = "id" in message
         request_id = message.get("id")
-        if has_id and type(request_id) is not str and not jsonrpc.valid_id(request_id):
+        if has_id and type(request_id) is not str and not mcp.valid_id(request_id):
             return _invalid(None, "the id must be a string or an integer")
         if method is None:
             if has_id and ("result" in message or "error" in message):
@@ -208,15 +211,19 @@ class Session:
         if has_id and request_id in self._pending:
             return _invalid(request_id, f"request id {request_id!r} is already in use")
 
-        pending: Decision | str = _OTHER
+        pending: CallRecord | str = _OTHER
         outcome: Any = _FORWARD
         if method == "tools/call":
             verdict = self._judge(message, has_id)
-            if type(verdict) is not Decision:
+            if type(verdict) is not CallRecord:
                 return verdict
             pending = verdict
             if verdict.approval is not None:
-                outcome = self._approval(message, verdict, has_id, line)
+                try:
+                    outcome = self._approval(message, verdict, has_id, line)
+                except Exception:
+                    self._settle(verdict, unsent=True)
+                    raise
                 if type(outcome) is dict or outcome is _DROP:
                     return outcome
         elif method == "tools/list":
@@ -229,7 +236,7 @@ class Session:
         elif method == "notifications/cancelled":
             params = message.get("params")
             cancelled = params.get("requestId") if type(params) is dict else None
-            if jsonrpc.valid_id(cancelled) and cancelled in self._pending:
+            if mcp.valid_id(cancelled) and cancelled in self._pending:
                 if cancelled in self._held:  # the server never saw it: nothing to tell
                     self._withdraw(self._held[cancelled])
                     return _DROP
@@ -237,18 +244,18 @@ class Session:
                 self._cancelled.add(cancelled)
         if has_id:
             self._pending[request_id] = pending
-            timed = self._call_timeout is not None and type(pending) is Decision
+            timed = self._call_timeout is not None and type(pending) is CallRecord
             if timed and outcome is not _HELD:
                 self._start_deadline(request_id, pending)
         return outcome
 
-    def _start_deadline(self, request_id: Any, decision: Decision) -> None:
+    def _start_deadline(self, request_id: Any, record: CallRecord) -> None:
         self._deadlines[request_id] = asyncio.get_running_loop().call_later(
-            self._call_timeout, self._expire, request_id, decision
+            self._call_timeout, self._expire, request_id, record
         )
 
     def _judge(self, message: dict[str, Any], has_id: bool) -> Any:
-        """The Decision for an allowed call; the answer (or _DROP) for any other."""
+        """The CallRecord of an allowed call; the answer (or _DROP) for any other."""
         request_id = message.get("id")
         params = message.get("params")
         if type(params) is not dict:
@@ -263,62 +270,57 @@ class Session:
             return _bad_params(request_id, has_id, "tools/call params.arguments must be an object")
 
         policy = self._policy()
-        plan = policy.plan(name)
-        refusal = None
-        if plan.refusal is None and (plan.validate_arguments or policy.pin_mode == "enforce"):
-            refusal = self._tools.refusal(policy, plan, args)
-        if refusal is None:
-            decision = self._gate.judge(policy, self.id, name, args)
-        else:
-            rule, reason = refusal
-            decision = Decision(policy.monitor, name, rule, reason, monitored=policy.monitor)
+        verdict, tokens = self._gate.judge(policy, Call(self.id, name, args), self._tools)
+        record = CallRecord(verdict, tokens)
         if self._observers:
-            decision.request_id = request_id
-            decision.latency_us = (time.perf_counter_ns() - self._received) / 1000
-            decision.policy_digest = policy.digest
-            decision.args = args
+            record.request_id = request_id
+            record.latency_us = (time.perf_counter_ns() - self._received) / 1000
+            record.policy_digest = policy.digest
+            record.args = args
             for observer in self._observers:
-                observer.decided(self.id, decision, self._received_size)
-            if not has_id and decision.allowed:  # a notification: no answer will come
-                self._answered(decision, None)
-        if not decision.allowed:
-            log.info('denied %s (rule "%s"): %s', name, decision.rule, decision.reason)
-            return jsonrpc.denial(request_id, decision, params) if has_id else _DROP
-        if decision.monitored:
-            log.warning(
-                'monitor: would deny %s (rule "%s"): %s', name, decision.rule, decision.reason
-            )
+                _tell(observer.decided, self.id, record, self._received_size)
+            if not has_id and record.allowed:  # a notification: no answer will come
+                self._answered(record, None)
+        if not record.allowed:
+            log.info('denied %s (rule "%s"): %s', name, record.rule, record.reason)
+            return _denial(request_id, record, params) if has_id else _DROP
+        if record.monitored:
+            log.warning('monitor: would deny %s (rule "%s"): %s', name, record.rule, record.reason)
         elif self._debug:
             log.debug("allowed %s", name)
-        return decision
+        return record
 
     # -- approval by a human ------------------------------------------------------------
 
     def _approval(
-        self, message: dict[str, Any], decision: Decision, has_id: bool, line: bytes | None
+        self, message: dict[str, Any], record: CallRecord, has_id: bool, line: bytes | None
     ) -> Any:
         """An allowed call that a human must approve first: _FORWARD when an approval
         already covers it, _HELD while the human is asked, bytes to forward (an
         approved 2026-07-28 retry), or mcpwall's answer."""
-        rule = decision.approval
+        rule = record.approval
         assert rule is not None
         params = message["params"]
         request_id = message.get("id")
         args = params.get("arguments") or {}
-        digest = approval.call_digest(decision.tool, args)
+        digest = approval.call_digest(record.tool, args)
         if self._grants.covers(digest):
-            decision.approval_outcome = "remembered"
+            record.approval_outcome = ApprovalOutcome.REMEMBERED
             return _FORWARD
         if not has_id:
-            return self._not_approved(None, params, decision, "unanswerable", _NOTIFIED)
+            return self._not_approved(None, params, record, ApprovalOutcome.UNANSWERABLE, _NOTIFIED)
         if line is None:
-            return self._not_approved(request_id, params, decision, "unasked", _IN_BATCH)
+            return self._not_approved(
+                request_id, params, record, ApprovalOutcome.UNASKED, _IN_BATCH
+            )
         meta = params.get("_meta")
-        if type(meta) is dict and jsonrpc.MODERN_VERSION_KEY in meta:
-            return self._approval_by_retry(request_id, params, meta, decision, rule, digest)
+        if type(meta) is dict and mcp.MODERN_VERSION_KEY in meta:
+            return self._approval_by_retry(request_id, params, meta, record, rule, digest)
         if not self._client_elicits:
-            return self._not_approved(request_id, params, decision, "unasked", _NO_ELICITATION)
-        asking = _Asking(next(self._approval_ids), request_id, decision, rule, digest, line, params)
+            return self._not_approved(
+                request_id, params, record, ApprovalOutcome.UNASKED, _NO_ELICITATION
+            )
+        asking = _Asking(next(self._approval_ids), request_id, record, rule, digest, line, params)
         asking.timer = asyncio.get_running_loop().call_later(
             rule.approval_timeout_s, self._approval_timed_out, asking
         )
@@ -328,11 +330,11 @@ class Session:
             "jsonrpc": "2.0",
             "id": asking.approval_id,
             "method": "elicitation/create",
-            "params": approval.elicitation(decision.tool, args, rule, digest),
+            "params": approval.elicitation(record.tool, args, rule, digest),
         }
-        self._to_client(jsonrpc.dumps(ask), Related(request_id))
-        log.info('asking a human to approve %s (rule "%s")', decision.tool, rule.name)
-        self._note("approval", {"tool": decision.tool, "rule": rule.name, "outcome": "asked"})
+        self._to_client(mcp.dumps(ask), Related(request_id))
+        log.info('asking a human to approve %s (rule "%s")', record.tool, rule.name)
+        self._note("approval", {"tool": record.tool, "rule": rule.name, "outcome": "asked"})
         return _HELD
 
     def _approval_by_retry(
@@ -340,7 +342,7 @@ class Session:
         request_id: Any,
         params: dict[str, Any],
         meta: dict[str, Any],
-        decision: Decision,
+        record: CallRecord,
         rule: Rule,
         digest: str,
     ) -> Any:
@@ -348,8 +350,8 @@ class Session:
         retry = self._seal.read(self.id, digest, params)
         if retry.sealed and retry.answer is not None:
             if retry.answer != "accept":
-                return self._not_approved(request_id, params, decision, retry.answer)
-            self._approved(decision, rule, digest)
+                return self._not_approved(request_id, params, record, ApprovalOutcome(retry.answer))
+            self._approved(record, rule, digest)
             # If the server asks for input of its own, the client retries once more:
             # the approval holds for that retry too.
             self._retried[request_id] = (digest, rule.approval_timeout_s)
@@ -359,16 +361,18 @@ class Session:
                 "method": "tools/call",
                 "params": approval.strip_retry(params, retry.inner_state),
             }
-            return jsonrpc.dumps(message)
+            return mcp.dumps(message)
         if not approval.client_can_elicit(meta.get(approval.CLIENT_CAPABILITIES_KEY)):
-            return self._not_approved(request_id, params, decision, "unasked", _NO_ELICITATION)
-        self._gate.settle(decision, unsent=True)
-        decision.approval_outcome = "asked"
-        self._answered(decision, None)
-        self._note("approval", {"tool": decision.tool, "rule": rule.name, "outcome": "asked"})
+            return self._not_approved(
+                request_id, params, record, ApprovalOutcome.UNASKED, _NO_ELICITATION
+            )
+        self._settle(record, unsent=True)
+        record.approval_outcome = ApprovalOutcome.ASKED
+        self._answered(record, None)
+        self._note("approval", {"tool": record.tool, "rule": rule.name, "outcome": "asked"})
         args = params.get("arguments") or {}
         state = self._seal.mint(self.id, digest, rule.approval_timeout_s, retry.inner_state)
-        ask = approval.elicitation(decision.tool, args, rule, digest)
+        ask = approval.elicitation(record.tool, args, rule, digest)
         return approval.input_required(request_id, ask, state)
 
     def _approval_answered(self, asking: _Asking, message: dict[str, Any]) -> None:
@@ -380,12 +384,14 @@ class Session:
         if answer != "accept":
             self._pending.pop(asking.request_id, None)
             self._reply(
-                self._not_approved(asking.request_id, asking.params, asking.decision, answer)
+                self._not_approved(
+                    asking.request_id, asking.params, asking.record, ApprovalOutcome(answer)
+                )
             )
             return
-        self._approved(asking.decision, asking.rule, asking.digest)
+        self._approved(asking.record, asking.rule, asking.digest)
         if self._call_timeout is not None:
-            self._start_deadline(asking.request_id, asking.decision)
+            self._start_deadline(asking.request_id, asking.record)
         self._to_server(asking.line)
 
     def _approval_timed_out(self, asking: _Asking) -> None:
@@ -396,7 +402,11 @@ class Session:
         self._cancel_ask(asking, f"no answer within {seconds}")
         self._reply(
             self._not_approved(
-                asking.request_id, asking.params, asking.decision, "timed out", seconds
+                asking.request_id,
+                asking.params,
+                asking.record,
+                ApprovalOutcome.TIMED_OUT,
+                seconds,
             )
         )
 
@@ -408,77 +418,77 @@ class Session:
         del self._held[asking.request_id]
         del self._pending[asking.request_id]
         self._cancel_ask(asking, "the call was cancelled")
-        self._not_approved(asking.request_id, asking.params, asking.decision, "withdrawn")
+        self._not_approved(
+            asking.request_id, asking.params, asking.record, ApprovalOutcome.WITHDRAWN
+        )
 
     def _cancel_ask(self, asking: _Asking, why: str) -> None:
-        cancel = jsonrpc.cancellation(asking.approval_id, why)
-        self._to_client(jsonrpc.dumps(cancel), Related(asking.request_id))
+        cancel = mcp.cancellation(asking.approval_id, why)
+        self._to_client(mcp.dumps(cancel), Related(asking.request_id))
 
-    def _approved(self, decision: Decision, rule: Rule, digest: str) -> None:
-        decision.approval_outcome = "accepted"
+    def _approved(self, record: CallRecord, rule: Rule, digest: str) -> None:
+        record.approval_outcome = ApprovalOutcome.ACCEPTED
         if rule.remember_s:
             self._grants.add(digest, rule.remember_s)
-        log.info('a human approved %s (rule "%s")', decision.tool, rule.name)
-        self._note("approval", {"tool": decision.tool, "rule": rule.name, "outcome": "accept"})
+        log.info('a human approved %s (rule "%s")', record.tool, rule.name)
+        self._note("approval", {"tool": record.tool, "rule": rule.name, "outcome": "accept"})
 
     def _not_approved(
         self,
         request_id: Any,
         params: dict[str, Any],
-        decision: Decision,
-        outcome: str,
+        record: CallRecord,
+        outcome: ApprovalOutcome,
         why: str = "",
     ) -> Any:
         """Turn an approval that did not happen into a denial; the answer to send."""
-        rule = decision.approval
+        rule = record.approval
         assert rule is not None
-        decision.allowed = False
-        decision.rule = rule.name
-        decision.reason = _approval_reason(decision.tool, rule, outcome, why)
-        decision.approval_outcome = outcome
-        self._gate.settle(decision, unsent=True)
-        log.info("denied %s: %s", decision.tool, decision.reason)
-        if outcome not in ("unasked", "unanswerable"):
-            self._note("approval", {"tool": decision.tool, "rule": rule.name, "outcome": outcome})
-        self._answered(decision, None)
-        if outcome in ("unanswerable", "withdrawn"):
+        record.verdict = not_approved(record.verdict, outcome, why)
+        record.approval_outcome = outcome
+        self._settle(record, unsent=True)
+        log.info("denied %s: %s", record.tool, record.reason)
+        if outcome not in (ApprovalOutcome.UNASKED, ApprovalOutcome.UNANSWERABLE):
+            self._note("approval", {"tool": record.tool, "rule": rule.name, "outcome": outcome})
+        self._answered(record, None)
+        if outcome in (ApprovalOutcome.UNANSWERABLE, ApprovalOutcome.WITHDRAWN):
             return _DROP
-        return jsonrpc.denial(request_id, decision, params)
+        return _denial(request_id, record, params)
 
     def _client_batch(self, items: list[Any], line: bytes) -> None:
         if not items:
             self._reply(_invalid(None, "an empty batch is not a valid request"))
             return
         version = self.protocol_version
-        if version is not None and version not in _BATCH_VERSIONS:
+        if version is not None and version not in mcp.BATCH_VERSIONS:
             refusal = f"JSON-RPC batches are not part of MCP {version}"
             answers = [
-                _invalid(item["id"] if jsonrpc.valid_id(item["id"]) else None, refusal)
+                _invalid(item["id"] if mcp.valid_id(item["id"]) else None, refusal)
                 for item in items
-                if _owed_an_answer(item)
+                if mcp.owes_answer(item)
             ]
             if answers:
-                self._to_client(jsonrpc.dumps(answers), [a["id"] for a in answers])
+                self._to_client(mcp.dumps(answers), [a["id"] for a in answers])
             return
         forwarded: list[Any] = []
         held: list[dict[str, Any]] = []
         for item in items:
-            outcome = self._client_message(item)
+            outcome = self._guarded(item, None)
             if outcome is _FORWARD:
                 forwarded.append(item)
             elif outcome is not _DROP:
                 held.append(outcome)
         batch = _Batch(held)
         for item in forwarded:
-            if _is_request(item):
+            if mcp.is_request(item):
                 batch.waiting.add(item["id"])
                 self._batches[item["id"]] = batch
         if forwarded:
             # Forward exactly what was judged: the whole line if nothing was taken out
             # (a denied notification is taken out without an answer to hold).
-            self._to_server(line if len(forwarded) == len(items) else jsonrpc.dumps(forwarded))
+            self._to_server(line if len(forwarded) == len(items) else mcp.dumps(forwarded))
         if held and not batch.waiting:
-            self._to_client(jsonrpc.dumps(held), [answer["id"] for answer in held])
+            self._to_client(mcp.dumps(held), [answer["id"] for answer in held])
             held.clear()
 
     # -- server to client -------------------------------------------------------------
@@ -487,8 +497,8 @@ class Session:
         if len(line) < _SMALL and not line.strip():
             return
         try:
-            message = jsonrpc.decode_server(line)
-        except jsonrpc.Malformed as exc:
+            message = mcp.decode_server(line)
+        except mcp.Malformed as exc:
             log.warning("dropped a malformed line from the server: %s (%r)", exc, line[:200])
             return
         if type(message) is dict:
@@ -499,7 +509,7 @@ class Session:
             if rewritten is _DROP:
                 return
             reply_to = message.get("id")
-            self._to_client(line if rewritten is None else jsonrpc.dumps(rewritten), reply_to)
+            self._to_client(line if rewritten is None else mcp.dumps(rewritten), reply_to)
             if batch is not None and batch.held and not batch.waiting:
                 self._flush_batch(batch)
         elif type(message) is list:
@@ -529,7 +539,21 @@ class Session:
                 batch.waiting.discard(request_id)
         if self._cancelled:
             self._cancelled.discard(request_id)
-        if type(pending) is Decision:
+        try:
+            return self._answer_of_server(message, request_id, pending), batch
+        except Exception:
+            # Never forward what could not be looked at (a result the redactor failed
+            # on may hold the secrets it was to take out).
+            log.exception("mcpwall failed on the server's answer to request %r", request_id)
+            if type(pending) is CallRecord:
+                self._settle(pending, failed=True)
+                self._answered(pending, "mcpwall failed on the answer")
+            return mcp.error(request_id, mcp.INTERNAL_ERROR, _INTERNAL_ANSWER), batch
+
+    def _answer_of_server(self, message: dict[str, Any], request_id: Any, pending: Any) -> Any:
+        """The server's answer to a request: learnt from, settled, and rewritten if the
+        policy says so; None to forward it unchanged."""
+        if type(pending) is CallRecord:
             rewritten = None
             redactor = self._policy().redactor
             if redactor is not None:
@@ -539,16 +563,16 @@ class Session:
             if pending.tokens or self._observers:
                 error = _call_error(message)
                 if error is not None and pending.tokens:
-                    self._gate.settle(pending, failed=True)
+                    self._settle(pending, failed=True)
                 self._answered(pending, error)
-            return rewritten, batch
+            return rewritten
         if pending is _LIST:
-            return self._listed(message), batch
+            return self._listed(message)
         elif pending is _INITIALIZE:
             result = message.get("result")
             if type(result) is dict and type(result.get("protocolVersion")) is str:
                 self.protocol_version = result["protocolVersion"]
-        return None, batch
+        return None
 
     def _listed(self, message: dict[str, Any]) -> dict[str, Any] | None:
         """A tools/list result: learnt from, and rewritten without the tools the agent
@@ -562,7 +586,7 @@ class Session:
         result["tools"] = kept
         return message
 
-    def _redact(self, message: dict[str, Any], decision: Decision, redactor: Any) -> Any:
+    def _redact(self, message: dict[str, Any], record: CallRecord, redactor: Any) -> Any:
         """The result without the secrets the policy redacts; None if it had none."""
         result = message.get("result")
         if type(result) is not dict:
@@ -571,15 +595,15 @@ class Session:
         if not found:
             return None
         counts = dict(found)
-        decision.redacted = counts
+        record.redacted = counts
         shown = ", ".join(f"{name}: {count}" for name, count in sorted(counts.items()))
         log.warning(
             "redacted %d secret(s) from the result of %s (%s)",
             sum(counts.values()),
-            decision.tool,
+            record.tool,
             shown,
         )
-        self._note("redacted", {"tool": decision.tool, "found": counts})
+        self._note("redacted", {"tool": record.tool, "found": counts})
         return message
 
     def _retried_answer(self, request_id: Any, message: dict[str, Any]) -> None:
@@ -614,7 +638,7 @@ class Session:
         if not out:
             return
         answered = [item.get("id") for item in out if type(item) is dict and "method" not in item]
-        self._to_client(jsonrpc.dumps(out) if changed else line, answered)
+        self._to_client(mcp.dumps(out) if changed else line, answered)
 
     # -- endings ----------------------------------------------------------------------
 
@@ -634,16 +658,16 @@ class Session:
         self._asking = {}
         self._held = {}
         for request_id, pending in waiting:
-            if type(pending) is Decision:
+            if type(pending) is CallRecord:
                 if request_id in held:
-                    self._gate.settle(pending, unsent=True)
+                    self._settle(pending, unsent=True)
                 elif request_id not in self._cancelled:
-                    self._gate.settle(pending, failed=True)
+                    self._settle(pending, failed=True)
                 self._answered(pending, f"no answer: the MCP server {what}")
             self._reply(
-                jsonrpc.error(
+                mcp.error(
                     request_id,
-                    jsonrpc.SERVER_GONE,
+                    mcp.SERVER_GONE,
                     f"[mcpwall] the MCP server {what} before answering this request",
                 )
             )
@@ -652,25 +676,25 @@ class Session:
                 self._flush_batch(batch)
         return len(waiting)
 
-    def _expire(self, request_id: Any, decision: Decision) -> None:
+    def _expire(self, request_id: Any, record: CallRecord) -> None:
         """A tools/call the server has not answered within the call timeout: answered
         here with an error and settled as a failed call; the server is asked to cancel
         it. Its id stays taken until the server's late answer, which is dropped, so that
         the agent never gets two answers to one request."""
         del self._deadlines[request_id]
         seconds = f"{self._call_timeout:g} s"
-        log.warning("no answer from the MCP server to %s within %s", decision.tool, seconds)
+        log.warning("no answer from the MCP server to %s within %s", record.tool, seconds)
         self._pending[request_id] = _EXPIRED
         if request_id in self._cancelled:  # cancelled by the agent: counters are kept
             self._cancelled.discard(request_id)
         else:
-            self._gate.settle(decision, failed=True)
+            self._settle(record, failed=True)
         reason = f"no answer within {seconds}"
-        self._answered(decision, reason)
-        self._to_server(jsonrpc.dumps(jsonrpc.cancellation(request_id, reason)))
-        reply = jsonrpc.error(
+        self._answered(record, reason)
+        self._to_server(mcp.dumps(mcp.cancellation(request_id, reason)))
+        reply = mcp.error(
             request_id,
-            jsonrpc.TIMED_OUT,
+            mcp.TIMED_OUT,
             f"[mcpwall] the MCP server did not answer this tools/call within {seconds}",
         )
         batch = self._batches.pop(request_id, None)
@@ -685,53 +709,43 @@ class Session:
     def refuse_oversize(self, limit: int) -> None:
         """A message from the client was larger than ``limit`` and was discarded."""
         self._reply(
-            jsonrpc.error(
+            mcp.error(
                 None,
-                jsonrpc.INVALID_REQUEST,
+                mcp.INVALID_REQUEST,
                 f"Invalid request: message larger than {limit} bytes",
             )
         )
 
     def _reply(self, message: dict[str, Any]) -> None:
-        self._to_client(jsonrpc.dumps(message), message.get("id"))
+        self._to_client(mcp.dumps(message), message.get("id"))
 
     def _flush_batch(self, batch: _Batch) -> None:
         """The answers mcpwall held for a batch, once nothing else of it is awaited."""
         held, batch.held = batch.held, []
-        self._to_client(jsonrpc.dumps(held), [answer["id"] for answer in held])
+        self._to_client(mcp.dumps(held), [answer["id"] for answer in held])
 
     def _note(self, kind: str, fields: dict[str, Any]) -> None:
         for observer in self._observers:
-            observer.noted(self.id, kind, fields)
+            _tell(observer.noted, self.id, kind, fields)
 
-    def _answered(self, decision: Decision, error: str | None) -> None:
+    def _answered(self, record: CallRecord, error: str | None) -> None:
         for observer in self._observers:
-            observer.answered(self.id, decision, error)
-        decision.args = None  # no longer needed: let big arguments go
+            _tell(observer.answered, self.id, record, error)
+        record.args = None  # no longer needed: let big arguments go
 
-
-def _approval_reason(tool: str, rule: Rule, outcome: str, why: str) -> str:
-    needs = f'"{tool}" needs a human\'s approval (rule "{rule.name}")'
-    if outcome == "decline":
-        return f'A human declined this call of "{tool}" (rule "{rule.name}")'
-    if outcome == "cancel":
-        return f'The approval of this call of "{tool}" was dismissed (rule "{rule.name}")'
-    if outcome == "timed out":
-        return f"{needs}, and no human approved it within {why}"
-    if outcome == "withdrawn":
-        return f"{needs}; the call was cancelled before an answer came"
-    if outcome == "error":
-        return f"{needs}; the client answered the approval request with an error"
-    return f"{needs}, and {why}"
+    def _settle(self, record: CallRecord, *, failed: bool = False, unsent: bool = False) -> None:
+        if record.tokens:
+            self._gate.settle(record.tokens, record.tool, failed=failed, unsent=unsent)
+            record.tokens = ()
 
 
 def _invalid(request_id: Any, why: str) -> dict[str, Any]:
-    return jsonrpc.error(request_id, jsonrpc.INVALID_REQUEST, f"Invalid request: {why}")
+    return mcp.invalid(request_id, why)
 
 
 def _bad_params(request_id: Any, has_id: bool, why: str) -> Any:
     log.warning("refused a tools/call: %s", why)
-    return jsonrpc.error(request_id, jsonrpc.INVALID_PARAMS, why) if has_id else _DROP
+    return mcp.error(request_id, mcp.INVALID_PARAMS, why) if has_id else _DROP
 
 
 def _call_error(message: dict[str, Any]) -> str | None:
@@ -750,13 +764,14 @@ def _call_error(message: dict[str, Any]) -> str | None:
     return None
 
 
-def _is_request(item: Any) -> bool:
-    return type(item) is dict and type(item.get("method")) is str and "id" in item
+def _denial(request_id: Any, record: CallRecord, params: dict[str, Any]) -> dict[str, Any]:
+    return mcp.denial(request_id, record.reason, record.verdict.as_meta(), params)
 
 
-def _owed_an_answer(item: Any) -> bool:
-    """Whether a batch element gets an answer of its own: anything with an id except a
-    response of the client's (no method, a result or an error)."""
-    if type(item) is not dict or "id" not in item:
-        return False
-    return item.get("method") is not None or not ("result" in item or "error" in item)
+def _tell(report: Callable[..., None], *args: Any) -> None:
+    """An observer failing (a full disk under the audit log) is logged; the call it
+    reports on goes on as decided."""
+    try:
+        report(*args)
+    except Exception:
+        log.exception("an observer of judged calls failed")

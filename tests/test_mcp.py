@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mcpwall.jsonrpc import Malformed, decode_strict
+from mcpwall.mcp import Malformed, decode_strict
 
 
 def nested(depth: int) -> Any:
