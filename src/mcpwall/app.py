@@ -27,7 +27,7 @@ from mcpwall.proxy.tools import ToolView
 from mcpwall.state import open_store
 
 if TYPE_CHECKING:
-    from mcpwall.proxy.http_listener import ListenerOptions
+    from mcpwall.proxy.http import ListenerOptions
 
 log = logging.getLogger("mcpwall")
 
@@ -253,7 +253,7 @@ def run_http(
     call_timeout: float | None = None,
 ) -> int:
     """Serve Streamable HTTP to many clients until stopped (SIGINT, SIGTERM)."""
-    from mcpwall.proxy.http_listener import HttpListener
+    from mcpwall.proxy.http import HttpListener
 
     run = _Run(policy_path, upstream, state, ops_options, call_timeout)
 

@@ -393,8 +393,9 @@ def mirrored_headers(message: dict[str, Any], version: str) -> dict[str, str]:
     headers = {"mcp-protocol-version": version, "mcp-method": str(method)}
     field_name = NAMED_PARAM.get(str(method))
     params = message.get("params")
-    if field_name is not None and type(params) is dict:
-        headers["mcp-name"] = str(params.get(field_name))
+    named = params.get(field_name) if field_name is not None and type(params) is dict else None
+    if type(named) is str:
+        headers["mcp-name"] = named
     return headers
 
 

@@ -21,7 +21,7 @@ from mcpwall import __version__
 
 if TYPE_CHECKING:
     from mcpwall.app import StateOptions
-    from mcpwall.proxy.http_listener import ListenerOptions
+    from mcpwall.proxy.http import ListenerOptions
 
 SUBCOMMANDS = {
     "validate": ("mcpwall.cli.validate", "check a policy file and report every error"),
@@ -346,7 +346,7 @@ def _headers(pairs: list[str]) -> dict[str, str]:
 
 
 def _listener(ns: argparse.Namespace, max_message: int) -> ListenerOptions:
-    from mcpwall.proxy.http_listener import ListenerOptions
+    from mcpwall.proxy.http import ListenerOptions
 
     tokens: frozenset[str] = frozenset()
     if ns.auth_token_file:
