@@ -280,3 +280,27 @@ def audit_events(home: Path, kind: str) -> list[dict[str, Any]]:
         for event in map(json.loads, path.read_text().splitlines())
         if event["type"] == kind
     ]
+
+
+# Messages with two keys in one object that a Go server reads as one: encoding/json
+# matches keys to struct fields ignoring case, folding the long s (U+017F) to "s" and
+# the Kelvin sign (U+212A) to "k", and keeps the last. Each must be refused whole.
+GO_FOLDED = [
+    b'{"jsonrpc":"2.0","id":1,"method":"ping","METHOD":"tools/call",'
+    b'"params":{"name":"pods_delete"}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","Name":"pods_delete"}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
+    b'"arguments":{"replicas":1,"Replicas":500}}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
+    b'"arguments":{"resource":{"kind":"Pod","\\u212aind":"Secret"}}}}',
+    (
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
+        '"arguments":{"resource":{"kind":"Pod","\u212aind":"Secret"}}}}'
+    ).encode(),
+    (
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
+        '"arguments":{"ok":true},"argument\u017f":{"namespace":"kube-system"}}}'
+    ).encode(),
+    b'[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
+    b'"NAME":"pods_delete"}}]',
+]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import server_cmd
-from tests.helpers import RawProxy, call, initialize, received, received_calls
+from tests.helpers import GO_FOLDED, RawProxy, call, initialize, received, received_calls
 
 POLICY = """
 version: "1"
@@ -240,7 +240,7 @@ def test_what_could_be_read_two_ways_is_refused_whole(
     start: Callable[..., RawProxy], wire: Path
 ) -> None:
     proxy = start()
-    for raw in READ_TWO_WAYS:
+    for raw in READ_TWO_WAYS + GO_FOLDED:
         before = len(received(wire))
         reply = proxy.request(raw)
         assert reply["id"] is None and reply["error"]["code"] == -32700, raw

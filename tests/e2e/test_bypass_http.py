@@ -36,7 +36,7 @@ from tests.e2e.test_bypass import (
     REWRITTEN_CALLS,
     UNREADABLE_PARAMS,
 )
-from tests.helpers import call, received, received_calls
+from tests.helpers import GO_FOLDED, call, received, received_calls
 
 pytestmark = pytest.mark.anyio
 
@@ -395,7 +395,7 @@ async def test_what_could_be_read_two_ways_is_refused_whole(
     start: Callable[..., Listener], http: httpx.AsyncClient, wire: Path
 ) -> None:
     agent = await open_session(http, start().url)
-    for raw in HTTP_READ_TWO_WAYS:
+    for raw in HTTP_READ_TWO_WAYS + GO_FOLDED:
         before = len(received(wire))
         error = refusal(await agent.post(raw), 400, -32700)
         assert error["message"].startswith("Parse error"), raw
