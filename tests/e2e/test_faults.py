@@ -169,36 +169,6 @@ def test_call_timeout_answers_once_settles_and_drops_the_late_answer(
     assert first["upstream_error"] == "no answer within 0.5 s"
 
 
-def test_call_timeout_inside_a_batch_completes_the_batch_answer(
-    raw_proxy: Callable[..., RawProxy], policy: Path, wire: Path
-) -> None:
-    proxy = raw_proxy(
-        policy,
-        server_cmd("raw_recorder.py"),
-        "--state-dsn",
-        "memory:",
-        "--call-timeout",
-        "0.5",
-    )
-    initialize(proxy, version="2025-03-26")
-    proxy.send(
-        [call(1, "slow", {"seconds": 1.5, "amount": 1}), call(2, "echo"), call(3, "pods_delete")]
-    )
-    # The server's answer to what it answered at once, with the denial mcpwall held for
-    # the batch; for the call the server sat on, the timeout: one answer each.
-    answers: dict[int, dict[str, Any]] = {}
-    while len(answers) < 3:
-        for item in proxy.recv():
-            assert item["id"] not in answers, item
-            answers[item["id"]] = item
-    assert answers[1]["error"]["code"] == -32001
-    assert answers[2]["result"]["structuredContent"]["name"] == "echo"
-    assert "no pod deletion" in answers[3]["result"]["content"][0]["text"]
-    wait_for(lambda: "late answer to request 1" in proxy.stderr)
-    proxy.no_more()
-    assert received_calls(wire) == ["slow", "echo"]
-
-
 def test_a_server_that_never_answers_without_a_timeout_ends_with_the_client(
     raw_proxy: Callable[..., RawProxy], policy: Path
 ) -> None:

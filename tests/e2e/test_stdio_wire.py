@@ -204,28 +204,6 @@ def test_batch_is_judged_element_by_element(proxy: RawProxy, wire: Path) -> None
     assert received_calls(wire) == ["echo"]
 
 
-def test_batch_with_only_denials_is_answered_without_the_server(
-    proxy: RawProxy, wire: Path
-) -> None:
-    before = len(received(wire))
-    reply = proxy.request([call(1, "pods_delete"), call(2, "secret_get")])
-    assert [item["id"] for item in reply] == [1, 2]
-    assert len(received(wire)) == before
-    empty = proxy.request([])
-    assert empty["error"]["code"] == -32600
-
-
-def test_batches_are_refused_where_the_protocol_version_has_none(
-    raw_proxy: Callable[..., RawProxy], write_policy: Callable[..., Path], wire: Path
-) -> None:
-    proxy = raw_proxy(write_policy(POLICY), server_cmd("raw_recorder.py"))
-    initialize(proxy, version="2025-11-25")
-    reply = proxy.request([call(1, "echo"), call(2, "pods_delete")])
-    assert [item["error"]["code"] for item in reply] == [-32600, -32600]
-    assert "not part of MCP 2025-11-25" in reply[0]["error"]["message"]
-    assert received_calls(wire) == []
-
-
 def test_a_pending_request_id_cannot_be_reused(proxy: RawProxy, wire: Path) -> None:
     proxy.send(call(1, "slow", {"seconds": 0.5}))
     proxy.send(call(1, "echo"))

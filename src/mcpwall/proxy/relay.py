@@ -19,7 +19,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from mcpwall import mcp
 from mcpwall.engine.decide import ApprovalOutcome, Call, not_approved
@@ -38,6 +38,27 @@ Send = Callable[[bytes], None]
 # mcpwall's own that belongs with a pending request.
 Deliver = Callable[[bytes, Any], None]
 SERVER_MESSAGE = object()
+
+
+class Timers(Protocol):
+    """Where the relay's deadlines and approval windows are kept: the event loop, or a
+    clock that a test moves by hand."""
+
+    def call_later(
+        self, delay: float, callback: Callable[..., None], *args: Any
+    ) -> asyncio.TimerHandle: ...
+
+    def time(self) -> float: ...
+
+
+class _LoopTimers:
+    def call_later(
+        self, delay: float, callback: Callable[..., None], *args: Any
+    ) -> asyncio.TimerHandle:
+        return asyncio.get_running_loop().call_later(delay, callback, *args)
+
+    def time(self) -> float:
+        return time.monotonic()
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +135,7 @@ class Session:
         call_timeout: float | None = None,
         tools: ToolView | None = None,
         seal: approval.Seal | None = None,
+        timers: Timers | None = None,
     ) -> None:
         self.id = session_id
         self._policy = policy
@@ -131,7 +153,8 @@ class Session:
         self._deadlines: dict[Any, asyncio.TimerHandle] = {}
         self._tools = tools or ToolView()
         self._seal = seal or approval.Seal()
-        self._grants = approval.Grants()
+        self._timers = timers or _LoopTimers()
+        self._grants = approval.Grants(self._timers.time)
         self._client_elicits = False
         self._asking: dict[str, _Asking] = {}  # mcpwall's elicitation id -> the held call
         self._held: dict[Any, _Asking] = {}  # the held call's request id -> the same
@@ -250,7 +273,7 @@ class Session:
         return outcome
 
     def _start_deadline(self, request_id: Any, record: CallRecord) -> None:
-        self._deadlines[request_id] = asyncio.get_running_loop().call_later(
+        self._deadlines[request_id] = self._timers.call_later(
             self._call_timeout, self._expire, request_id, record
         )
 
@@ -321,7 +344,7 @@ class Session:
                 request_id, params, record, ApprovalOutcome.UNASKED, _NO_ELICITATION
             )
         asking = _Asking(next(self._approval_ids), request_id, record, rule, digest, line, params)
-        asking.timer = asyncio.get_running_loop().call_later(
+        asking.timer = self._timers.call_later(
             rule.approval_timeout_s, self._approval_timed_out, asking
         )
         self._asking[asking.approval_id] = asking

@@ -206,8 +206,9 @@ class HttpListener:
         if not request_ids and exchange.queue.empty():
             await respond(send, 202, b"", extra)
             return
+        stream = "text/event-stream" in headers.get("accept", "")
         try:
-            await self._answer(exchange, send, extra, "text/event-stream" in headers.get("accept", ""))
+            await self._answer(exchange, send, extra, stream)
         finally:
             for request_id in request_ids:
                 client.exchanges.pop(request_id, None)
