@@ -115,6 +115,7 @@ class Verdict:
     def as_meta(self) -> dict[str, Any]:
         return {
             "tool": self.tool,
+            "step": None if self.step is None else self.step.value,
             "rule": self.rule,
             "reason": self.reason,
             "retry_after_s": self.retry_after_s,
