@@ -26,7 +26,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from mcpwall.engine.operators import MISSING, resolve
+from mcpwall.engine.operators import MISSING, resolve, resolve_each
+from mcpwall.engine.structured import read_arguments
 from mcpwall.policy.model import Action, Condition, Counter, Policy, Rule, Scope, ToolPlan
 from mcpwall.state.base import Check, Refused, StoreUnavailable, Token
 
@@ -40,6 +41,7 @@ class Step(StrEnum):
     DEFAULT = "default"
     PIN = "pin"
     SCHEMA = "schema"
+    ARGUMENTS = "arguments"  # a structured argument that cannot be read one way
     RULE = "rule"
     COUNTER = "counter"
     STORE = "store"
@@ -64,6 +66,7 @@ class ApprovalOutcome(StrEnum):
 PIN_RULE = "(pinned definition)"
 SCHEMA_RULE = "(input schema)"
 STORE_RULE = "(state store unavailable)"
+ARGUMENTS_RULE = "(structured arguments)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +134,7 @@ class Pending:
     policy: Policy
     call: Call
     plan: ToolPlan
+    args: dict[str, Any]  # as the rules read them: structured arguments parsed
     checks: tuple[Check, ...]
     denial: tuple[Rule, str] | None
 
@@ -153,12 +157,18 @@ def decide(
     if plan.refusal is not None:
         rule, reason = plan.refusal
         step = Step.HIDE if policy.is_hidden(call.tool) else Step.DEFAULT
-        return _finish(policy, plan, call, Verdict(call.tool, False, step, rule, reason))
+        return _finish(policy, plan, call.args, Verdict(call.tool, False, step, rule, reason))
     refused = _fact_refusal(policy, plan, call, facts, fail_open)
     if refused is not None:
-        return _finish(policy, plan, call, refused)
+        return _finish(policy, plan, call.args, refused)
     args = call.args
     tool = call.tool
+    if plan.structured:
+        read = read_arguments(plan.structured, args)
+        if type(read) is str:
+            verdict = Verdict(tool, False, Step.ARGUMENTS, ARGUMENTS_RULE, read)
+            return _finish(policy, plan, args, verdict)
+        args = read
     if not plan.stateful:
         for rule in plan.rules:
             reason = _pure_denial(rule, tool, args)
@@ -166,14 +176,14 @@ def decide(
                 return _finish(
                     policy, plan, call, Verdict(tool, False, Step.RULE, rule.name, reason)
                 )
-        return _finish(policy, plan, call, Verdict(tool, True))
+        return _finish(policy, plan, args, Verdict(tool, True))
 
     checks: list[Check] = []
     denial: tuple[Rule, str] | None = None
     for position, rule in enumerate(plan.rules):
         reason = _pure_denial(rule, tool, args)
         if reason is None and rule.stateful:
-            reason = _add_checks(checks, position, rule, prefix, call)
+            reason = _add_checks(checks, position, rule, prefix, call.session, args)
         if reason is not None:
             denial = (rule, reason)
             break
@@ -181,8 +191,8 @@ def decide(
         verdict = Verdict(tool, True)
         if denial is not None:
             verdict = Verdict(tool, False, Step.RULE, denial[0].name, denial[1])
-        return _finish(policy, plan, call, verdict)
-    return Pending(policy, call, plan, tuple(checks), denial)
+        return _finish(policy, plan, args, verdict)
+    return Pending(policy, call, plan, args, tuple(checks), denial)
 
 
 def conclude(
@@ -218,7 +228,7 @@ def conclude(
         verdict = Verdict(tool, False, Step.RULE, denial[0].name, denial[1])
     else:
         verdict = Verdict(tool, True)
-    return _finish(pending.policy, pending.plan, pending.call, verdict)
+    return _finish(pending.policy, pending.plan, pending.args, verdict)
 
 
 def not_approved(verdict: Verdict, outcome: ApprovalOutcome, why: str = "") -> Verdict:
@@ -229,11 +239,11 @@ def not_approved(verdict: Verdict, outcome: ApprovalOutcome, why: str = "") -> V
     return replace(verdict, allowed=False, step=Step.APPROVAL, rule=rule.name, reason=reason)
 
 
-def _finish(policy: Policy, plan: ToolPlan, call: Call, verdict: Verdict) -> Verdict:
+def _finish(policy: Policy, plan: ToolPlan, args: dict[str, Any], verdict: Verdict) -> Verdict:
     if policy.monitor:
         return verdict if verdict.allowed else replace(verdict, allowed=True, monitored=True)
     if verdict.allowed and plan.approvals:
-        rule = _approval(plan.approvals, call.args)
+        rule = _approval(plan.approvals, args)
         if rule is not None:
             return replace(verdict, approval=rule)
     return verdict
@@ -275,23 +285,52 @@ def _pure_denial(rule: Rule, tool: str, args: dict[str, Any]) -> str | None:
     """The reason this rule denies the call on its arguments alone, if it does."""
     if rule.action is Action.DENY:
         for condition in rule.when:
-            if condition.test(resolve(args, condition.steps)) is False:
+            if _matches(condition, args) is False:
                 return None
         return rule.reason or f'"{tool}" is denied by rule "{rule.name}"'
     for condition in rule.require:
+        if condition.lists:
+            failing = _first_failing(condition, args)
+            if failing is not _HOLDS:
+                return rule.reason or _condition_reason(rule, condition, failing)
+            continue
         value = resolve(args, condition.steps)
         if condition.test(value) is not True:
             return rule.reason or _condition_reason(rule, condition, value)
     return None
 
 
+def _matches(condition: Condition, args: dict[str, Any]) -> bool | None:
+    """A ``when`` condition: True or False, or None when it cannot tell. Over lists it
+    matches when any value does, and is surely false only when every value surely is."""
+    if not condition.lists:
+        return condition.test(resolve(args, condition.steps))
+    verdicts = [condition.test(value) for value in resolve_each(args, condition.steps)]
+    if True in verdicts:
+        return True
+    return False if verdicts and all(v is False for v in verdicts) else None
+
+
+_HOLDS: Any = object()
+
+
+def _first_failing(condition: Condition, args: dict[str, Any]) -> Any:
+    """A requirement over lists holds for every value it reaches, and for at least one:
+    the first value it does not hold for (MISSING for none at all), or _HOLDS."""
+    values = resolve_each(args, condition.steps)
+    if not values:
+        return MISSING
+    for value in values:
+        if condition.test(value) is not True:
+            return value
+    return _HOLDS
+
+
 def _approval(rules: tuple[Rule, ...], args: dict[str, Any]) -> Rule | None:
     """The first approve rule whose ``when`` holds or cannot be told (fail closed:
     a missing argument asks the human)."""
     for rule in rules:
-        if all(
-            condition.test(resolve(args, condition.steps)) is not False for condition in rule.when
-        ):
+        if all(_matches(condition, args) is not False for condition in rule.when):
             return rule
     return None
 
@@ -305,15 +344,19 @@ def _condition_reason(rule: Rule, condition: Condition, value: Any) -> str:
 
 
 def _add_checks(
-    checks: list[Check], position: int, rule: Rule, prefix: str, call: Call
+    checks: list[Check],
+    position: int,
+    rule: Rule,
+    prefix: str,
+    session: str,
+    args: dict[str, Any],
 ) -> str | None:
     """Append the rule's store checks; a reason if the call's arguments make the rule
     impossible to apply (an increment that is not a non-negative number)."""
-    args = call.args
     for condition in rule.state_checks:
         counter = condition.counter
         assert counter is not None
-        key = counter_key(counter, prefix, call.session, args)
+        key = counter_key(counter, prefix, session, args)
         checks.append(
             Check(position, key, counter.window, 0, ((condition.op, condition.value),), False)
         )
@@ -333,7 +376,7 @@ def _add_checks(
     checks.append(
         Check(
             position,
-            counter_key(counter, prefix, call.session, args),
+            counter_key(counter, prefix, session, args),
             counter.window,
             amount,
             counter.limits,

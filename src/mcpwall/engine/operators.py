@@ -70,6 +70,34 @@ def resolve(root: Any, steps: tuple[str, ...]) -> Any:
     return current
 
 
+def resolve_each(root: Any, steps: tuple[str, ...]) -> list[Any]:
+    """Every value a path reaches through lists: ``*`` takes each element, a number one
+    element. MISSING stands for an element that lacks the rest of the path."""
+    found: list[Any] = []
+    stack = [(root, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if depth == len(steps):
+            found.append(current)
+            continue
+        step = steps[depth]
+        if step == "*":
+            if type(current) is not list:
+                found.append(MISSING)
+            else:
+                stack.extend((item, depth + 1) for item in reversed(current))
+        elif type(current) is list and step.isdigit():
+            index = int(step)
+            stack.append(
+                (current[index], depth + 1) if index < len(current) else (MISSING, len(steps))
+            )
+        elif type(current) is dict and step in current:
+            stack.append((current[step], depth + 1))
+        else:
+            found.append(MISSING)
+    return found
+
+
 def go_text(value: Any, json_value: bool = True) -> str:
     """The text Go's fmt.Sprint prints for a decoded value.
 

@@ -47,6 +47,28 @@ class Scope(StrEnum):
     GLOBAL = "global"
 
 
+class Format(StrEnum):
+    """How a structured argument is read (engine.structured)."""
+
+    KUBERNETES_MANIFEST = "kubernetes-manifest"
+    YAML = "yaml"
+    JSON = "json"
+    ARGV = "argv"
+
+
+DOCUMENT_FORMATS = (Format.KUBERNETES_MANIFEST, Format.YAML, Format.JSON)  # text, not argv
+MAX_DOCUMENTS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class StructuredArgument:
+    name: str
+    format: Format
+    line: int
+    default_namespace: str | None = None
+    max_documents: int = MAX_DOCUMENTS
+
+
 @dataclass(frozen=True, slots=True)
 class Window:
     """How long a counter remembers. Calendar windows reset on UTC boundaries (Intercept's
@@ -66,6 +88,9 @@ class Condition:
     test: Callable[[Any], Verdict]
     line: int
     counter: Counter | None = None  # set for state.* paths
+    # The path walks into lists (``[*]`` each element, ``[0]`` one): a condition on
+    # every value it reaches, quantified towards denying (see engine.decide).
+    lists: bool = False
 
     def describe(self) -> str:
         return f"{self.path} {self.op.value} {self.value!r}"
@@ -122,6 +147,7 @@ class ToolEntry:
     rules: tuple[Rule, ...]
     line: int
     validate_arguments: bool | None = None  # None: as the policy's top level says
+    arguments: tuple[StructuredArgument, ...] = ()  # arguments read as documents
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +160,7 @@ class ToolPlan:
     stateful: bool
     validate_arguments: bool = False
     approvals: tuple[Rule, ...] = ()  # the approve rules among ``rules``
+    structured: tuple[StructuredArgument, ...] = ()  # parsed before any rule sees them
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,4 +271,5 @@ class Policy:
             check = entry.validate_arguments
         approvals = tuple(rule for rule in rules if rule.action is Action.APPROVE)
         stateful = any(rule.stateful for rule in rules)
-        return ToolPlan(tool, None, rules, stateful, check, approvals)
+        structured = entry.arguments if entry is not None else ()
+        return ToolPlan(tool, None, rules, stateful, check, approvals, structured)
