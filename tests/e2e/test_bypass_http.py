@@ -657,7 +657,7 @@ async def test_stateless_clients_reusing_a_pending_id_each_get_their_own_answer(
     new identity was starting, and its POST waited for ever."""
     url = start("--session-header", "X-Agent").url
     agents = [Agent(http, url, {"X-Agent": name}) for name in ("a", "a", "b")]
-    slow = modern(call(7, "slow", {"seconds": 2}))
+    slow = modern(call(7, "slow", {"hold": True}))
     pending = [asyncio.ensure_future(agent.post(slow, mirrored(slow))) for agent in agents]
     await until_received(wire, "slow", 3)
     for index, agent in enumerate(agents):

@@ -465,7 +465,7 @@ async def test_upstream_dying_mid_call_fails_every_pending_call(
 
             with anyio.fail_after(20):
                 async with anyio.create_task_group() as group:
-                    group.start_soon(call, "slow", {"seconds": 30})
+                    group.start_soon(call, "slow", {"hold": True})
                     await anyio.sleep(0.3)
                     group.start_soon(call, "die", {})
     assert len(outcomes) == 2
@@ -508,7 +508,7 @@ async def test_listener_answers_pending_calls_when_its_server_dies(
                         "jsonrpc": "2.0",
                         "id": request_id,
                         "method": "tools/call",
-                        "params": {"name": name, "arguments": {"seconds": 30}},
+                        "params": {"name": name, "arguments": {"hold": True}},
                     },
                 )
                 return dict(reply.json())
@@ -560,7 +560,7 @@ async def test_cancellation_reaches_the_server_of_that_session(
                         "jsonrpc": "2.0",
                         "id": 7,
                         "method": "tools/call",
-                        "params": {"name": "slow", "arguments": {"seconds": 0.5}},
+                        "params": {"name": "slow", "arguments": {"hold": True}},
                     },
                 )
             )
