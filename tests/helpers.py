@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import queue
+import select
 import shutil
 import socket
 import subprocess
@@ -188,10 +189,12 @@ def release(wire: Path, count: int = 1) -> None:
 
 
 def pipe_full(pipe: Any) -> bool:
-    """Whether a pipe holds as many unread bytes as it can: its reader has stopped."""
+    """Whether a pipe holds about as many unread bytes as it can: its reader has stopped.
+    A pipe is a ring of pages; a reader that stopped inside the first and a writer that
+    wants its small write whole (PIPE_BUF) can leave up to a page free at each end."""
     fd = pipe.fileno()
     unread = int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"), sys.byteorder)
-    return unread >= fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+    return unread > fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) - 2 * select.PIPE_BUF
 
 
 def rss_mb(pid: int) -> float:

@@ -27,8 +27,10 @@ from tests.helpers import (
     RedisServer,
     call,
     initialize,
+    pipe_full,
     received,
     received_calls,
+    release,
     rss_mb,
     wait_for,
 )
@@ -156,6 +158,7 @@ def test_call_timeout_answers_once_settles_and_drops_the_late_answer(
     assert cancel["params"]["requestId"] == 1
     assert proxy.request(call(1, "echo"))["error"]["code"] == -32600
     # The late answer comes, and is dropped: one answer per request, ever.
+    release(wire)
     wait_for(lambda: "late answer to request 1" in proxy.stderr)
     proxy.no_more()
     # Settled as a failed call: the spend was given back, so 10 fits again.
@@ -194,6 +197,7 @@ def test_call_timeout_inside_a_batch_completes_the_batch_answer(
     assert answers[1]["error"]["code"] == -32001
     assert answers[2]["result"]["structuredContent"]["name"] == "echo"
     assert "no pod deletion" in answers[3]["result"]["content"][0]["text"]
+    release(wire)
     wait_for(lambda: "late answer to request 1" in proxy.stderr)
     proxy.no_more()
     assert received_calls(wire) == ["slow", "echo"]
@@ -248,11 +252,10 @@ def test_a_client_that_stops_reading_holds_the_server_back_not_mcpwalls_memory(
         daemon=True,
     )
     writer.start()
-    peak = before
-    for _ in range(15):
-        time.sleep(0.1)
-        peak = max(peak, rss_mb(proxy.process.pid))
-    assert writer.is_alive()  # mcpwall stopped reading it
+    # mcpwall has stopped reading the client once the pipe to it is full.
+    wait_for(lambda: pipe_full(proxy.process.stdin), what="mcpwall's stdin filling up")
+    peak = rss_mb(proxy.process.pid)
+    assert writer.is_alive() and pipe_full(proxy.process.stdin)  # and it stays stopped
     proxy.resume_reading()
     seen, denials = [], 0
     while len(seen) < 1000 or denials < 100_000:
@@ -267,25 +270,25 @@ def test_a_client_that_stops_reading_holds_the_server_back_not_mcpwalls_memory(
 
 
 def test_a_server_that_stops_reading_holds_the_client_back_not_mcpwalls_memory(
-    raw_proxy: Callable[..., RawProxy], policy: Path
+    raw_proxy: Callable[..., RawProxy], policy: Path, wire: Path
 ) -> None:
     proxy = raw_proxy(policy, server_cmd("raw_recorder.py"), "--state-dsn", "memory:")
     initialize(proxy)
     before = rss_mb(proxy.process.pid)
-    proxy.send(call("block", "block", {"hold": True}))
+    proxy.send(call("block", "block"))
     blob = "x" * 100_000
     writer = threading.Thread(
         target=lambda: [proxy.send(call(n, "echo", {"blob": blob})) for n in range(500)],
         daemon=True,
     )
     writer.start()
-    peak = before
-    for _ in range(15):
-        time.sleep(0.1)
-        peak = max(peak, rss_mb(proxy.process.pid))
+    # Everything between the client and the server is full: the pipe into mcpwall too.
+    wait_for(lambda: pipe_full(proxy.process.stdin), what="mcpwall's stdin filling up")
+    peak = rss_mb(proxy.process.pid)
     print(f"\nblocked server: 50 MB of calls waiting; RSS {before:.1f}, peak {peak:.1f} MiB")
-    assert writer.is_alive()  # the client is held back by the pipes
+    assert writer.is_alive() and pipe_full(proxy.process.stdin)  # the client is held back
     assert peak - before < RSS_SLACK_MB
+    release(wire)  # the server reads again
     answered = {proxy.recv()["id"] for _ in range(501)}
     assert answered == {"block", *range(500)}
 
@@ -370,15 +373,28 @@ def test_a_corrupt_state_file_fails_closed_without_a_crash(
         assert "result" in proxy.request(call(1, "slow", {"amount": 1}))
         for path in state_dir.iterdir():  # the file and its write-ahead log
             path.write_bytes(garbage)
-    for number in (2, 3):
+
+    def refused_everything_but_the_denial(number: object) -> None:
         refused = proxy.request(call(number, "slow", {"amount": 1}))
         assert "state store is unavailable" in refused["result"]["content"][0]["text"]
         allowed = proxy.request(call(f"e{number}", "echo"))  # needs a counter too
         assert "state store is unavailable" in allowed["result"]["content"][0]["text"]
         denied = proxy.request(call(f"p{number}", "pods_delete"))  # needs none
         assert "no pod deletion" in denied["result"]["content"][0]["text"]
-        time.sleep(1.1)  # past the reopening delay: the file is tried again, still bad
-    wait_for(lambda: "file is not a database" in proxy.stderr)
+
+    refused_everything_but_the_denial(2)
+    # Calls are refused until the file is tried again (at once if it is open, a second
+    # later if it could not be opened), and it is still bad.
+    tries = proxy.stderr.count("file is not a database")
+    retries = iter(range(10_000))
+
+    def tried_again() -> bool:
+        refused = proxy.request(call(f"r{next(retries)}", "slow", {"amount": 1}))
+        assert "state store is unavailable" in refused["result"]["content"][0]["text"]
+        return proxy.stderr.count("file is not a database") > tries
+
+    wait_for(tried_again, what="the state file being tried again")
+    refused_everything_but_the_denial(3)
     assert proxy.process.poll() is None
     proxy.close_stdin()
     assert proxy.wait() == 0
