@@ -16,12 +16,13 @@ import httpx
 import mcp_types as types
 import pytest
 from mcp import Client
+from mcp.client.stdio import stdio_client
 
 from tests.conftest import Record, server_cmd, server_everything
 from tests.e2e.http import free_port, listener
 from tests.e2e.sdk import decision, text, through_mcpwall
 from tests.e2e.test_http import client_with_headers
-from tests.helpers import RawProxy, audit_events, call, received, received_calls
+from tests.helpers import RawProxy, audit_events, call, received, received_calls, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -47,17 +48,25 @@ tools:
 
 
 class Human:
-    """An elicitation callback that answers as told, and remembers what it was asked."""
+    """An elicitation callback that answers as told, and remembers what it was asked.
+    ``hold``: it answers only once the test sets ``released``, unless the question is
+    withdrawn first (the client cancels the callback)."""
 
-    def __init__(self, *answers: str, delay: float = 0.0) -> None:
+    def __init__(self, *answers: str, hold: bool = False) -> None:
         self.answers = list(answers)
         self.asked: list[str] = []
-        self.delay = delay
+        self.withdrawn = 0
+        self.released = anyio.Event()
+        if not hold:
+            self.released.set()
 
     async def __call__(self, context: Any, params: Any) -> types.ElicitResult:
         self.asked.append(params.message)
-        if self.delay:
-            await anyio.sleep(self.delay)
+        try:
+            await self.released.wait()
+        except anyio.get_cancelled_exc_class():
+            self.withdrawn += 1
+            raise
         return types.ElicitResult(action=self.answers.pop(0))  # type: ignore[arg-type]
 
 
@@ -128,17 +137,25 @@ async def test_a_client_without_elicitation_gets_a_denial_that_says_why(
 
 
 async def test_no_answer_in_time_is_a_denial_and_the_late_answer_is_ignored(
-    write_policy: Callable[..., Path], record: Record, home: Path
+    write_policy: Callable[..., Path], record: Record, home: Path, tmp_path: Path
 ) -> None:
-    human = Human("accept", delay=4)  # the rule waits 2 s
+    human = Human("accept", hold=True)  # the rule waits 2 s
     params = through_mcpwall(write_policy(POLICY), server_cmd("k8s_like.py"))
-    async with _client(params, human) as client:
-        late = await client.call_tool("pods_delete", {"name": "web-1", "namespace": "prod"})
-        assert late.is_error
-        assert text(late).endswith("and no human approved it within 2 s")
-        await anyio.sleep(2.5)  # the human's accept arrives after the denial
-        listed = await client.call_tool("pods_list", {})
-        assert text(listed) == "pods in default: web-1, web-2"
+    log = tmp_path / "mcpwall.log"
+    with log.open("w") as errlog:
+        transport = stdio_client(params, errlog=errlog)
+        async with Client(transport, mode="legacy", elicitation_callback=human) as client:
+            late = await client.call_tool("pods_delete", {"name": "web-1", "namespace": "prod"})
+            assert late.is_error
+            assert text(late).endswith("and no human approved it within 2 s")
+            # The question is withdrawn: the client cancels it, or, if the human's accept
+            # still comes, mcpwall drops it.
+            human.released.set()
+            await wait_until(
+                lambda: human.withdrawn == 1 or "dropped a late answer" in log.read_text()
+            )
+            listed = await client.call_tool("pods_list", {})
+            assert text(listed) == "pods in default: web-1, web-2"
     assert record.tools() == ["pods_list"]
 
 
