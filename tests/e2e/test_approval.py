@@ -47,7 +47,9 @@ tools:
 
 
 class Human:
-    """An elicitation callback that answers as told, and remembers what it was asked."""
+    """An elicitation callback that answers as told, and remembers what it was asked.
+    ``hold``: it answers only once the test sets ``released``, unless the question is
+    withdrawn first (the client cancels the callback)."""
 
     def __init__(self, *answers: str) -> None:
         self.answers = list(answers)

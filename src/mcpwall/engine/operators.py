@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 import re2
 
@@ -53,7 +53,7 @@ def compile_regex(pattern: str) -> Any:
         raise ValueError(str(message)) from None
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float]:
     # bool is an int subclass in Python; in JSON and in Go it is not a number.
     return type(value) in _NUMBER
 

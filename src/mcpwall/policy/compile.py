@@ -378,11 +378,11 @@ class _Compiler(Reporter):
                     "for other rules put the conditions under conditions:",
                 )
             else:
-                draft.when = [
+                parsed = [
                     read_condition(self, c, m, f"{where}.when", allow_state=False)
                     for c, m in read_condition_list(self, raw, "when", where)
                 ]
-                draft.when = [c for c in draft.when if c is not None]
+                draft.when = [c for c in parsed if c is not None]
 
         if action == "approve":
             self._approval(raw, where, draft)

@@ -56,12 +56,14 @@ class CounterStore(Protocol):
     ) -> Refused | tuple[Token, ...]:
         """Evaluate every check; if all hold, add every reserving amount (unless
         ``commit`` is false: a dry run). Raises StoreUnavailable."""
+        ...
 
     def release(self, tokens: Sequence[Token]) -> None:
         """Take reserved amounts back. Raises StoreUnavailable."""
 
     def read(self, key: str, window: Window, now: float) -> float:
         """A counter's current value."""
+        ...
 
     def get_value(self, key: str) -> str | None:
         """A stored text (tool pins), or None. Raises StoreUnavailable."""
@@ -71,6 +73,7 @@ class CounterStore(Protocol):
 
     def values(self, prefix: str) -> dict[str, str]:
         """Every stored text whose key starts with ``prefix``."""
+        ...
 
     def close(self) -> None: ...
 
