@@ -80,7 +80,11 @@ class Operations:
 
     @property
     def observers(self) -> list[Observer]:
-        return [o for o in (self.audit, self.metrics) if o is not None]
+        found: list[Observer] = []
+        for observer in (self.audit, self.metrics):
+            if observer is not None:
+                found.append(observer)
+        return found
 
     def reloaded(self, ok: bool, digest: str, errors: list[str]) -> None:
         for sink in (self.audit, self.metrics):

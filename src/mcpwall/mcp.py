@@ -175,7 +175,7 @@ _SCAN = json.JSONDecoder(
     parse_constant=_no_constant,
     parse_float=_finite_float,
     parse_int=_integer,
-).scan_once
+).scan_once  # pyright: ignore[reportAttributeAccessIssue]  (the C scanner, undeclared)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _TRAILING = re.compile(r"[ \t\n\r]*")
 _BACKSLASH = ord("\\")  # an int: searched for with memchr, without a buffer

@@ -161,11 +161,11 @@ def decide(
     refused = _fact_refusal(policy, plan, call, facts, fail_open)
     if refused is not None:
         return _finish(policy, plan, call.args, refused)
-    args = call.args
+    args: dict[str, Any] = call.args
     tool = call.tool
     if plan.structured:
         read = read_arguments(plan.structured, args)
-        if type(read) is str:
+        if isinstance(read, str):
             verdict = Verdict(tool, False, Step.ARGUMENTS, ARGUMENTS_RULE, read)
             return _finish(policy, plan, args, verdict)
         args = read
@@ -174,7 +174,7 @@ def decide(
             reason = _pure_denial(rule, tool, args)
             if reason is not None:
                 return _finish(
-                    policy, plan, call, Verdict(tool, False, Step.RULE, rule.name, reason)
+                    policy, plan, args, Verdict(tool, False, Step.RULE, rule.name, reason)
                 )
         return _finish(policy, plan, args, Verdict(tool, True))
 

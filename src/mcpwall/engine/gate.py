@@ -49,7 +49,7 @@ class Gate:
         """The verdict on the call, and what it reserved (to settle when it ends).
         ``commit`` false: a dry run, the store is read and never written."""
         verdict = decide(policy, call, facts, prefix=self.prefix, fail_open=self.fail_open)
-        if type(verdict) is not Pending:
+        if not isinstance(verdict, Pending):
             return verdict, ()
         pending = verdict
         try:

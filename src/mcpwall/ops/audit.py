@@ -107,45 +107,45 @@ class AuditLog:
 
     # -- the calls ----------------------------------------------------------------------
 
-    def decided(self, session: str, decision: CallRecord, size: int) -> None:
-        decision.args_digest = args_digest(decision.args)
-        if not decision.allowed:
-            self._decision(session, decision, None)
+    def decided(self, session: str, record: CallRecord, size: int) -> None:
+        record.args_digest = args_digest(record.args)
+        if not record.allowed:
+            self._decision(session, record, None)
 
-    def answered(self, session: str, decision: CallRecord, error: str | None) -> None:
-        self._decision(session, decision, error)
+    def answered(self, session: str, record: CallRecord, error: str | None) -> None:
+        self._decision(session, record, error)
 
-    def _decision(self, session: str, decision: CallRecord, error: str | None) -> None:
+    def _decision(self, session: str, record: CallRecord, error: str | None) -> None:
         self.decisions += 1
-        if not decision.allowed:
+        if not record.allowed:
             self.denials += 1
             verdict = "denied"
-        elif decision.approval_outcome == "asked":  # answered with input_required
+        elif record.approval_outcome == "asked":  # answered with input_required
             verdict = "approval asked"
         else:
-            verdict = "monitored" if decision.monitored else "allowed"
+            verdict = "monitored" if record.monitored else "allowed"
         event: dict[str, Any] = {
             "ts": _timestamp(),
             "type": "decision",
             "instance": self.instance,
             "session": session,
-            "request_id": decision.request_id,
-            "tool": decision.tool,
+            "request_id": record.request_id,
+            "tool": record.tool,
             "decision": verdict,
-            "rule": decision.rule,
-            "reason": decision.reason,
-            "retry_after_s": decision.retry_after_s,
-            "args_sha256": decision.args_digest,
-            "latency_us": int(decision.latency_us * 10 + 0.5) / 10,  # round() is slower
+            "rule": record.rule,
+            "reason": record.reason,
+            "retry_after_s": record.retry_after_s,
+            "args_sha256": record.args_digest,
+            "latency_us": int(record.latency_us * 10 + 0.5) / 10,  # round() is slower
             "upstream_error": error,
-            "policy_sha256": decision.policy_digest,
+            "policy_sha256": record.policy_digest,
         }
-        if decision.approval is not None:
-            event["approval"] = decision.approval_outcome
-        if decision.redacted:
-            event["redacted"] = decision.redacted
+        if record.approval is not None:
+            event["approval"] = record.approval_outcome
+        if record.redacted:
+            event["redacted"] = record.redacted
         if self.log_args:
-            event["args"] = redact(decision.args)
+            event["args"] = redact(record.args)
         self._hold(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
 
     def noted(self, session: str, kind: str, fields: dict[str, Any]) -> None:

@@ -267,12 +267,13 @@ class Session:
                 self._cancelled.add(cancelled)
         if has_id:
             self._pending[request_id] = pending
-            timed = self._call_timeout is not None and type(pending) is CallRecord
-            if timed and outcome is not _HELD:
+            timed = self._call_timeout is not None and outcome is not _HELD
+            if timed and isinstance(pending, CallRecord):
                 self._start_deadline(request_id, pending)
         return outcome
 
     def _start_deadline(self, request_id: Any, record: CallRecord) -> None:
+        assert self._call_timeout is not None
         self._deadlines[request_id] = self._timers.call_later(
             self._call_timeout, self._expire, request_id, record
         )
