@@ -138,11 +138,16 @@ def _documents(text: str, limit: int) -> list[Any]:
         nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.YAMLError as exc:
         raise Unreadable(f"not YAML: {_yaml_problem(exc)}") from None
+    except RecursionError:
+        raise Unreadable("nested too deep") from None
     documents = [node for node in nodes if node is not None]
     if len(documents) > limit:
         raise Unreadable(f"more than {limit} documents")
     budget = [MAX_NODES]
-    return [_value(node, budget) for node in documents]
+    try:
+        return [_value(node, budget, set()) for node in documents]
+    except RecursionError:
+        raise Unreadable("nested too deep") from None
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -153,17 +158,29 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return str(exc)[:120]
 
 
-def _value(node: Any, budget: list[int]) -> Any:
+def _value(node: Any, budget: list[int], inside: set[int]) -> Any:
+    """The JSON value of a node; ``inside``: the collections being read, so that an
+    alias of one of them (a cycle) is refused."""
     budget[0] -= 1
     if budget[0] < 0:
         raise Unreadable(f"more than {MAX_NODES} values (aliases expanded)")
     tag = node.tag
     if isinstance(node, yaml.ScalarNode):
         return _scalar(node)
+    if id(node) in inside:
+        raise Unreadable("an alias inside what it names")
+    inside.add(id(node))
+    try:
+        return _collection(node, tag, budget, inside)
+    finally:
+        inside.discard(id(node))
+
+
+def _collection(node: Any, tag: str, budget: list[int], inside: set[int]) -> Any:
     if isinstance(node, yaml.SequenceNode):
         if tag != _STANDARD + "seq":
             raise Unreadable(f"tag {tag} on a sequence")
-        return [_value(item, budget) for item in node.value]
+        return [_value(item, budget, inside) for item in node.value]
     if tag != _STANDARD + "map":
         raise Unreadable(f"tag {tag} on a mapping")
     out: dict[str, Any] = {}
@@ -173,7 +190,7 @@ def _value(node: Any, budget: list[int]) -> Any:
             raise Unreadable("a merge key (<<)")
         if key_node.tag == _PLAIN and key_node.value == "<<":
             raise Unreadable("a merge key (<<), which YAML 1.1 and 1.2 read apart")
-        key = _value(key_node, budget)
+        key = _value(key_node, budget, inside)
         if type(key) is not str:
             raise Unreadable(f"a key that is not a string ({_type_name(key)})")
         if key in out:
@@ -181,7 +198,7 @@ def _value(node: Any, budget: list[int]) -> Any:
         same = folded.setdefault(mcp.go_key(key), key)
         if same != key:
             raise Unreadable(f'keys "{same}" and "{key}", which a Go reader takes for one')
-        out[key] = _value(value_node, budget)
+        out[key] = _value(value_node, budget, inside)
     return out
 
 
