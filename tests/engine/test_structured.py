@@ -234,5 +234,5 @@ def test_validate_warns_on_a_regex_over_a_declared_document(tmp_path: Any) -> No
     )
     _, problems = check_policy(path)
     warnings = [p for p in problems if p.severity == "warning"]
-    assert len(warnings) == 1 and warnings[0].line == 8
+    assert len(warnings) == 1 and warnings[0].line == 9  # the condition's line
     assert "declared yaml" in warnings[0].message
