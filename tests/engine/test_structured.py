@@ -71,13 +71,19 @@ def test_every_document_is_read_the_bad_one_second_too() -> None:
 
 
 def test_a_missing_namespace_is_the_one_the_server_will_use() -> None:
-    assert objects("kind: Secret\nmetadata: {name: s}\n") == [("secret", "default", "s")]
+    v1 = "apiVersion: v1\n"
+    assert objects(v1 + "kind: Secret\nmetadata: {name: s}\n") == [("secret", "default", "s")]
+    # Where the server does not put it in the context's namespace, neither does mcpwall:
+    # an all-lower-case kind goes to a cluster-wide path, and so does a kind it does not
+    # know to be namespaced; conditions on the namespace then fail closed.
+    assert objects(v1 + "kind: secret\nmetadata: {name: s}\n") == [("secret", None, "s")]
+    assert objects(v1 + "kind: ClusterRole\nmetadata: {name: r}\n") == [("clusterrole", None, "r")]
     unset = StructuredArgument("resource", Format.KUBERNETES_MANIFEST, 1)
     assert read(unset, "kind: Secret\nmetadata: {name: s}\n")[0]["metadata"] == {"name": "s"}
 
 
 def test_the_items_of_a_list_are_judged_as_documents() -> None:
-    text = "kind: List\nitems:\n- kind: Secret\n  metadata: {name: s}\n"
+    text = "kind: List\nitems:\n- kind: Secret\n  apiVersion: v1\n  metadata: {name: s}\n"
     (listed,) = read(MANIFEST, text)
     assert listed["items"][0]["kind"] == "secret"
     assert listed["items"][0]["metadata"]["namespace"] == "default"

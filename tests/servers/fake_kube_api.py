@@ -23,13 +23,22 @@ def resource(name: str, kind: str, namespaced: bool = True) -> dict[str, Any]:
 
 
 GROUPS = {
-    "/api/v1": ("v1", [resource("configmaps", "ConfigMap"), resource("secrets", "Secret"),
-                       resource("namespaces", "Namespace", False), resource("pods", "Pod")]),
+    "/api/v1": (
+        "v1",
+        [
+            resource("configmaps", "ConfigMap"),
+            resource("secrets", "Secret"),
+            resource("namespaces", "Namespace", False),
+            resource("pods", "Pod"),
+        ],
+    ),
     "/apis/apps/v1": ("apps/v1", [resource("deployments", "Deployment")]),
     "/apis/rbac.authorization.k8s.io/v1": (
         "rbac.authorization.k8s.io/v1",
-        [resource("clusterrolebindings", "ClusterRoleBinding", False),
-         resource("rolebindings", "RoleBinding")],
+        [
+            resource("clusterrolebindings", "ClusterRoleBinding", False),
+            resource("rolebindings", "RoleBinding"),
+        ],
     ),
 }
 
@@ -58,7 +67,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         path = self.path.split("?")[0]
         if path == "/api":
             self._send(200, {"kind": "APIVersions", "versions": ["v1"]})
@@ -66,12 +75,21 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, group_list())
         elif path in GROUPS:
             version, resources = GROUPS[path]
-            self._send(200, {"kind": "APIResourceList", "groupVersion": version,
-                             "resources": resources})
+            self._send(
+                200, {"kind": "APIResourceList", "groupVersion": version, "resources": resources}
+            )
         else:
             self._record(b"")
-            self._send(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                             "reason": "NotFound", "code": 404})
+            self._send(
+                404,
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "reason": "NotFound",
+                    "code": 404,
+                },
+            )
 
     def _write(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -86,12 +104,15 @@ class Handler(BaseHTTPRequestHandler):
         echoed.setdefault("metadata", {}).setdefault("uid", "fake")
         self._send(200, echoed)
 
-    do_PATCH = do_POST = do_PUT = do_DELETE = _write  # noqa: N815
+    do_PATCH = do_POST = do_PUT = do_DELETE = _write
 
     def _record(self, body: bytes) -> None:
         with open(self.record_path, "a", encoding="utf-8") as out:
-            entry = {"method": self.command, "path": self.path.split("?")[0],
-                     "body": body.decode("utf-8", "replace")}
+            entry = {
+                "method": self.command,
+                "path": self.path.split("?")[0],
+                "body": body.decode("utf-8", "replace"),
+            }
             out.write(json.dumps(entry) + "\n")
 
 

@@ -22,7 +22,7 @@ import hashlib
 import math
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -69,9 +69,8 @@ STORE_RULE = "(state store unavailable)"
 ARGUMENTS_RULE = "(structured arguments)"
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One tools/call as the policy sees it."""
+class Call(NamedTuple):
+    """One tools/call as the policy sees it (a tuple: made on every call, and cheaply)."""
 
     session: str
     tool: str
@@ -176,7 +175,7 @@ def decide(
                 return _finish(
                     policy, plan, args, Verdict(tool, False, Step.RULE, rule.name, reason)
                 )
-        return _finish(policy, plan, args, Verdict(tool, True))
+        return _finish(policy, plan, args, _allowed(tool))
 
     checks: list[Check] = []
     denial: tuple[Rule, str] | None = None
@@ -188,7 +187,7 @@ def decide(
             denial = (rule, reason)
             break
     if not checks:
-        verdict = Verdict(tool, True)
+        verdict = _allowed(tool)
         if denial is not None:
             verdict = Verdict(tool, False, Step.RULE, denial[0].name, denial[1])
         return _finish(policy, plan, args, verdict)
@@ -227,7 +226,7 @@ def conclude(
     elif denial is not None:
         verdict = Verdict(tool, False, Step.RULE, denial[0].name, denial[1])
     else:
-        verdict = Verdict(tool, True)
+        verdict = _allowed(tool)
     return _finish(pending.policy, pending.plan, pending.args, verdict)
 
 
@@ -237,6 +236,20 @@ def not_approved(verdict: Verdict, outcome: ApprovalOutcome, why: str = "") -> V
     assert rule is not None
     reason = _approval_reason(verdict.tool, rule, outcome, why)
     return replace(verdict, allowed=False, step=Step.APPROVAL, rule=rule.name, reason=reason)
+
+
+_ALLOWED: dict[str, Verdict] = {}
+
+
+def _allowed(tool: str) -> Verdict:
+    """The verdict that lets a tool's call through: one per tool, shared (it is frozen),
+    so that the common call makes none."""
+    verdict = _ALLOWED.get(tool)
+    if verdict is None:
+        if len(_ALLOWED) >= 4096:  # names come from the agent: bound the cache
+            _ALLOWED.clear()
+        verdict = _ALLOWED[tool] = Verdict(tool, True)
+    return verdict
 
 
 def _finish(policy: Policy, plan: ToolPlan, args: dict[str, Any], verdict: Verdict) -> Verdict:

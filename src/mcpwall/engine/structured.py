@@ -95,10 +95,16 @@ def _as_applied(document: Any, default_namespace: str | None) -> Any:
     if type(document) is not dict:
         return document
     out = dict(document)
-    if type(out.get("kind")) is str:
-        out["kind"] = out["kind"].lower()
+    kind = out.get("kind")
+    if type(kind) is str:
+        out["kind"] = kind.lower()
     metadata = out.get("metadata")
-    if default_namespace is not None and (metadata is None or type(metadata) is dict):
+    # The server puts an object without a namespace in the context's namespace only
+    # when it resolves the kind as a namespaced one: written as the API names it (an
+    # all-lower-case kind goes to a cluster-wide path), with an apiVersion. Kinds this
+    # table does not know get no namespace, and conditions on it fail closed.
+    fills = type(kind) is str and kind in _NAMESPACED and type(out.get("apiVersion")) is str
+    if fills and default_namespace is not None and (metadata is None or type(metadata) is dict):
         metadata = dict(metadata or {})
         if metadata.get("namespace") in (None, ""):
             metadata["namespace"] = default_namespace
@@ -107,6 +113,46 @@ def _as_applied(document: Any, default_namespace: str | None) -> Any:
     if type(items) is list:
         out["items"] = [_as_applied(item, default_namespace) for item in items]
     return out
+
+
+_NAMESPACED = frozenset(
+    [
+        "Pod",
+        "ConfigMap",
+        "Secret",
+        "Service",
+        "ServiceAccount",
+        "Endpoints",
+        "PersistentVolumeClaim",
+        "LimitRange",
+        "ResourceQuota",
+        "Event",
+        "PodTemplate",
+        "ReplicationController",
+        "Deployment",
+        "StatefulSet",
+        "DaemonSet",
+        "ReplicaSet",
+        "ControllerRevision",
+        "Job",
+        "CronJob",
+        "Ingress",
+        "NetworkPolicy",
+        "Role",
+        "RoleBinding",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Lease",
+        "EndpointSlice",
+        "VirtualMachine",
+        "VirtualMachineInstance",
+        "VirtualMachineClone",
+        "VirtualMachineSnapshot",
+        "VirtualMachineRestore",
+        "VirtualMachineExport",
+        "DataVolume",
+    ]
+)
 
 
 def _json(text: str) -> Any:
