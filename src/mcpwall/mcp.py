@@ -78,8 +78,11 @@ def decode_strict(raw: bytes) -> Any:
         # ASCII keys that Go folds together are equal in the lower-cased bytes, which
         # keep the message's shape (JSON's syntax has no upper-case letter): such a
         # pair is a duplicate there, and the lowered bytes do not round-trip either.
-        lowered = raw.lower()
-        probe = value if lowered == raw else orjson.loads(lowered)
+        if raw.islower():  # no upper-case ASCII letter: nothing for Go to fold
+            lowered, probe = raw, value
+        else:
+            lowered = raw.lower()
+            probe = orjson.loads(lowered)
         try:
             encoded = orjson.dumps(probe)
         except TypeError:

@@ -157,9 +157,10 @@ def decide(
         rule, reason = plan.refusal
         step = Step.HIDE if policy.is_hidden(call.tool) else Step.DEFAULT
         return _finish(policy, plan, call.args, Verdict(call.tool, False, step, rule, reason))
-    refused = _fact_refusal(policy, plan, call, facts, fail_open)
-    if refused is not None:
-        return _finish(policy, plan, call.args, refused)
+    if plan.validate_arguments or policy.pin_mode == "enforce":
+        refused = _fact_refusal(policy, plan, call, facts, fail_open)
+        if refused is not None:
+            return _finish(policy, plan, call.args, refused)
     args: dict[str, Any] = call.args
     tool = call.tool
     if plan.structured:
@@ -175,7 +176,9 @@ def decide(
                 return _finish(
                     policy, plan, args, Verdict(tool, False, Step.RULE, rule.name, reason)
                 )
-        return _finish(policy, plan, args, _allowed(tool))
+        if plan.approvals:
+            return _finish(policy, plan, args, _allowed(tool))
+        return _allowed(tool)  # the common call: monitor mode changes nothing allowed
 
     checks: list[Check] = []
     denial: tuple[Rule, str] | None = None

@@ -303,13 +303,15 @@ class Session:
             record.args = args
             for observer in self._observers:
                 _tell(observer.decided, self.id, record, self._received_size)
-            if not has_id and record.allowed:  # a notification: no answer will come
+            if not has_id and verdict.allowed:  # a notification: no answer will come
                 self._answered(record, None)
-        if not record.allowed:
-            log.info('denied %s (rule "%s"): %s', name, record.rule, record.reason)
+        if not verdict.allowed:
+            log.info('denied %s (rule "%s"): %s', name, verdict.rule, verdict.reason)
             return _denial(request_id, record, params) if has_id else _DROP
-        if record.monitored:
-            log.warning('monitor: would deny %s (rule "%s"): %s', name, record.rule, record.reason)
+        if verdict.monitored:
+            log.warning(
+                'monitor: would deny %s (rule "%s"): %s', name, verdict.rule, verdict.reason
+            )
         elif self._debug:
             log.debug("allowed %s", name)
         return record
