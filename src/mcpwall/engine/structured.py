@@ -116,42 +116,12 @@ def _as_applied(document: Any, default_namespace: str | None) -> Any:
 
 
 _NAMESPACED = frozenset(
-    [
-        "Pod",
-        "ConfigMap",
-        "Secret",
-        "Service",
-        "ServiceAccount",
-        "Endpoints",
-        "PersistentVolumeClaim",
-        "LimitRange",
-        "ResourceQuota",
-        "Event",
-        "PodTemplate",
-        "ReplicationController",
-        "Deployment",
-        "StatefulSet",
-        "DaemonSet",
-        "ReplicaSet",
-        "ControllerRevision",
-        "Job",
-        "CronJob",
-        "Ingress",
-        "NetworkPolicy",
-        "Role",
-        "RoleBinding",
-        "HorizontalPodAutoscaler",
-        "PodDisruptionBudget",
-        "Lease",
-        "EndpointSlice",
-        "VirtualMachine",
-        "VirtualMachineInstance",
-        "VirtualMachineClone",
-        "VirtualMachineSnapshot",
-        "VirtualMachineRestore",
-        "VirtualMachineExport",
-        "DataVolume",
-    ]
+    "Pod ConfigMap Secret Service ServiceAccount Endpoints PersistentVolumeClaim "
+    "LimitRange ResourceQuota Event PodTemplate ReplicationController Deployment "
+    "StatefulSet DaemonSet ReplicaSet ControllerRevision Job CronJob Ingress "
+    "NetworkPolicy Role RoleBinding HorizontalPodAutoscaler PodDisruptionBudget Lease "
+    "EndpointSlice VirtualMachine VirtualMachineInstance VirtualMachineClone "
+    "VirtualMachineSnapshot VirtualMachineRestore VirtualMachineExport DataVolume".split()
 )
 
 
@@ -252,26 +222,7 @@ _NULL = frozenset({"", "~", "null", "Null", "NULL"})
 _TRUE = frozenset({"true", "True", "TRUE"})
 _FALSE = frozenset({"false", "False", "FALSE"})
 # Booleans to YAML 1.1 (and Go's yaml.v2) only; strings to YAML 1.2.
-_YAML11_BOOLS = frozenset(
-    [
-        "y",
-        "Y",
-        "yes",
-        "Yes",
-        "YES",
-        "n",
-        "N",
-        "no",
-        "No",
-        "NO",
-        "on",
-        "On",
-        "ON",
-        "off",
-        "Off",
-        "OFF",
-    ]
-)
+_YAML11_BOOLS = frozenset("y Y yes Yes YES n N no No NO on On ON off Off OFF".split())
 _INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
 _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 # Numbers, special floats and timestamps that Go's yaml.v2 (YAML 1.1, integers read by
