@@ -305,6 +305,7 @@ async def test_empty_batches_and_batches_of_refusals_reach_nothing(
     start: Callable[..., Listener], http: httpx.AsyncClient, wire: Path
 ) -> None:
     agent = await open_session(http, start().url)
+    await agent.in_sync()  # the server has read the handshake: the count below is settled
     before = len(received(wire))
     empty = await agent.post([])
     assert empty.status == 200
@@ -386,6 +387,7 @@ async def test_what_could_be_read_two_ways_is_refused_whole(
     start: Callable[..., Listener], http: httpx.AsyncClient, wire: Path
 ) -> None:
     agent = await open_session(http, start().url)
+    await agent.in_sync()  # the server has read the handshake: the counts below are settled
     for raw in HTTP_READ_TWO_WAYS + GO_FOLDED:
         before = len(received(wire))
         error = refusal(await agent.post(raw), 400, -32700)
