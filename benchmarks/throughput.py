@@ -1,0 +1,120 @@
+"""Throughput with counters on: the realistic policy's counters in SQLite and in Redis,
+pipelined and sequential, as ratios against the server alone in the same run.
+
+With ``--baseline DIR`` (a checkout of another version's ``src``, e.g. main's), the same
+setups also run that version's code, interleaved with this one's, so that a change is
+compared with what it replaces on the same machine at the same hour:
+
+    git archive main src | tar -x -C /tmp/base
+    .venv/bin/python benchmarks/throughput.py --baseline /tmp/base/src
+    .venv/bin/python benchmarks/throughput.py --quick      # a smoke run (seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import policies  # noqa: E402
+from run import CHARGE, Setup, call_line, peer, percentile, pipelined, redis_server, sequential  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Row:
+    setup: str
+    version: str  # "this", "baseline" or "-" for the server alone
+    pipelined: float  # calls per second, the median of the rounds
+    p50: float  # sequential call latency, µs
+    p99: float
+
+
+def run(
+    scratch: Path, redis_url: str | None, baseline: Path | None, calls: int, seq: int, rounds: int
+) -> list[Row]:
+    setups = [
+        Setup("direct", None),
+        Setup("allow-all", policies.ALLOW_ALL),
+        Setup("realistic", policies.realistic()),
+    ]
+    if redis_url is not None:
+        setups.append(Setup("realistic, Redis", policies.realistic(), ["--state-dsn", redis_url]))
+    versions: list[tuple[str, Path | None]] = [("this", None)]
+    if baseline is not None:
+        versions.append(("baseline", baseline))
+    rows = []
+    for setup in setups:
+        for version, src in versions if setup.policy is not None else [("-", None)]:
+            rows.append(measure(setup, version, src, scratch, calls, seq, rounds))
+            print(f"  {setup.name} ({version}) done", file=sys.stderr)
+    return rows
+
+
+def measure(
+    setup: Setup, version: str, src: Path | None, scratch: Path, calls: int, seq: int, rounds: int
+) -> Row:
+    # A fresh state for each version, so that neither inherits the other's counters.
+    own = Setup(f"{setup.name}-{version}".replace(" ", "").replace(",", "-"), setup.policy)
+    own.state = setup.state
+    command = own.command(scratch)
+    if src is not None:
+        command = ["env", f"PYTHONPATH={src}", *command]
+    tool = policies.REALISTIC_TOOL if setup.realistic else "echo"
+    with peer(command) as proc:
+        make = partial(call_line, proc, tool, CHARGE)
+        samples = sequential(proc, make, seq)
+        rates = [pipelined(proc, make, calls) for _ in range(rounds)]
+    return Row(
+        setup.name,
+        version,
+        statistics.median(rates),
+        percentile(samples, 0.5),
+        percentile(samples, 0.99),
+    )
+
+
+def render(rows: list[Row]) -> str:
+    direct = next(row for row in rows if row.setup == "direct")
+    lines = [
+        "| setup | code | pipelined calls/s | ratio to direct | p50 µs | added p50 | p99 µs |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.setup} | {row.version} | {row.pipelined:,.0f} | "
+            f"{row.pipelined / direct.pipelined:.2f} | {row.p50:.1f} | "
+            f"{row.p50 - direct.p50:+.1f} | {row.p99:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    parser.add_argument("--baseline", type=Path, help="another version's src directory")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures here")
+    ns = parser.parse_args()
+    calls, seq, rounds = (500, 200, 1) if ns.quick else (20000, 5000, 3)
+    with (
+        tempfile.TemporaryDirectory(prefix="mcpwall-throughput-") as scratch,
+        redis_server(Path(scratch)) as redis_url,
+    ):
+        rows = run(Path(scratch), redis_url, ns.baseline, calls, seq, rounds)
+    print(render(rows))
+    if ns.json:
+        Path(ns.json).write_text(json.dumps([row.__dict__ for row in rows], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
