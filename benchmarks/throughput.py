@@ -24,8 +24,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import policies  # noqa: E402
 from run import CHARGE, Setup, call_line, peer, percentile, pipelined, redis_server, sequential  # noqa: E402
+
+import policies  # noqa: E402
 
 
 @dataclass(frozen=True)
