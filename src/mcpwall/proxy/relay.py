@@ -121,7 +121,6 @@ class _Parked:
     message: dict[str, Any]
     line: bytes
     received: int
-    request_id: Any
     policy: Policy
     pending: Pending
 
@@ -182,6 +181,7 @@ class Session:
         self._approval_ids = (f"{self._approval_prefix}{n}" for n in itertools.count(1))
         self._debug = log.isEnabledFor(logging.DEBUG)
         self._group: list[_Parked] | None = None  # between read_start and read_end
+        self._group_ids: set[Any] = set()  # the request ids of the parked calls
         self.protocol_version: str | None = None
 
     @property
@@ -250,7 +250,7 @@ class Session:
         if "id" in message and (
             (type(request_id) is not str and not mcp.valid_id(request_id))
             or request_id in self._pending
-            or any(parked.request_id == request_id for parked in self._group or ())
+            or request_id in self._group_ids
         ):
             return None
         params = message.get("params")
@@ -265,7 +265,9 @@ class Session:
         if not isinstance(verdict, Pending):
             return policy, verdict, ()
         assert self._group is not None
-        self._group.append(_Parked(message, line, received, request_id, policy, verdict))
+        self._group.append(_Parked(message, line, received, policy, verdict))
+        if "id" in message:
+            self._group_ids.add(request_id)
         return _PARKED
 
     def _judge_group(self) -> None:
@@ -273,6 +275,7 @@ class Session:
         group = self._group
         assert group
         self._group = []
+        self._group_ids.clear()
         judged: list[Any]
         try:
             judged = self._gate.conclude([parked.pending for parked in group])

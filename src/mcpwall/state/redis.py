@@ -14,6 +14,7 @@ calendar counter; ``<key>|ev`` (a sorted set of events, scored by time, each mem
 
 from __future__ import annotations
 
+import contextlib
 import math
 import uuid
 from collections.abc import Sequence
@@ -64,12 +65,14 @@ end
 _RESERVE = (
     _COMMON
     + """
--- KEYS: the counters; ARGV[1]: the calls as JSON, each {m: 1 to apply (0: a dry run),
--- k: its checks, each naming its counter by its place in KEYS (i)}; ARGV[2]: the time.
--- Every counter is read first, so that a read that fails (a key of the wrong type) fails
--- before anything is written; then each call is decided in order against the values the
--- calls before it left; then every addition of the group is written.
-local calls = cjson.decode(ARGV[1])
+-- KEYS: the counters. ARGV[1]: the group as JSON: s, its distinct checks, each naming its
+-- counter by its place in KEYS (i); q, the calls, each {1 to apply or 0 (a dry run),
+-- then its checks by their place in s}. ARGV[2]: what this group's event ids start with.
+-- ARGV[3]: the time. Every counter is read first, so that a read that fails (a key of
+-- the wrong type) fails before anything is written; then each call is decided in order
+-- against the values the calls before it left; then the group's additions are written.
+local group = cjson.decode(ARGV[1])
+local shapes, calls, prefix = group.s, group.q, ARGV[2]
 
 local function holds(op, value, bound)
   if op == 'lt' then return value < bound end
@@ -96,16 +99,15 @@ local function fails(check, value)
 end
 
 local values = {}
-for _, call in ipairs(calls) do
-  for _, check in ipairs(call.k) do
-    if values[check.i] == nil then
-      values[check.i] = current(KEYS[check.i], check.c, check.s)
-    end
+for _, check in ipairs(shapes) do
+  if values[check.i] == nil then
+    values[check.i] = current(KEYS[check.i], check.c, check.s)
   end
+  if check.c == 1 then check.t = string.format('%d', window_start(check.s)) end
 end
 
--- Per sliding counter, the amounts this group adds (their time is now): with the stored
--- events, oldest first, they tell when a refused call could pass.
+-- Per sliding counter, the amounts this group adds (their time is now): after the
+-- stored events, oldest first, they tell when a refused call could pass.
 local added = {}
 
 local function retry_after(check, value)
@@ -132,23 +134,26 @@ local function retry_after(check, value)
 end
 
 local replies = {}
-local sums = {}  -- per counter: {check, what the group adds, new members}
+local sums = {}  -- per counter: {a check of it, what the group adds, new members}
+local ids = 0
 for n, call in ipairs(calls) do
   local refused = nil
-  for j, check in ipairs(call.k) do
+  for j = 2, #call do
+    local check = shapes[call[j]]
     local value = values[check.i]
     if fails(check, value) then
-      refused = {0, j - 1, tostring(value), tostring(retry_after(check, value))}
+      refused = {0, j - 2, tostring(value), tostring(retry_after(check, value))}
       break
     end
   end
   if refused ~= nil then
     replies[n] = refused
-  elseif call.m ~= 1 then
+  elseif call[1] ~= 1 then
     replies[n] = {1}
   else
     local tokens = {1}
-    for _, check in ipairs(call.k) do
+    for j = 2, #call do
+      local check = shapes[call[j]]
       if check.r == 1 then
         local i = check.i
         values[i] = values[i] + check.a
@@ -159,14 +164,16 @@ for n, call in ipairs(calls) do
         end
         sum[2] = sum[2] + check.a
         if check.c == 1 then
-          table.insert(tokens, string.format('%d', window_start(check.s)))
+          tokens[#tokens + 1] = check.t
         else
-          local member = check.id .. '|' .. check.a
-          table.insert(sum[3], now)
-          table.insert(sum[3], member)
+          ids = ids + 1
+          local member = prefix .. ids .. '|' .. check.a
+          local members = sum[3]
+          members[#members + 1] = now
+          members[#members + 1] = member
           if added[i] == nil then added[i] = {} end
           table.insert(added[i], check.a)
-          table.insert(tokens, member)
+          tokens[#tokens + 1] = member
         end
       end
     end
@@ -177,10 +184,9 @@ end
 for i, sum in pairs(sums) do
   local check, key = sum[1], KEYS[i]
   if check.c == 1 then
-    local start = window_start(check.s)
-    local name = key .. '|' .. string.format('%d', start)
+    local name = key .. '|' .. check.t
     redis.call('INCRBYFLOAT', name, sum[2])
-    redis.call('PEXPIREAT', name, math.ceil((start + check.s) * 1000))
+    redis.call('PEXPIREAT', name, math.ceil((window_start(check.s) + check.s) * 1000))
   else
     local members = sum[3]
     for first = 1, #members, 1000 do  -- within the stack unpack can use
@@ -251,37 +257,41 @@ class RedisStore:
         self._reserve = self._redis.register_script(_RESERVE)
         self._release = self._redis.register_script(_RELEASE)
         self._read = self._redis.register_script(_READ)
-        # Event ids unique across every process and host that shares the server.
-        self._ids = count()
+        # Event ids unique across every process and host that shares the server: this
+        # store's origin, the group's number, the event's place in the group.
+        self._groups = count()
         self._origin = uuid.uuid4().hex[:12]
 
     def reserve(self, checks: Sequence[Check], now: float, commit: bool = True) -> Outcome:
         return self.reserve_many(((checks, commit),), now)[0]
 
     def reserve_many(self, requests: Sequence[Request], now: float) -> list[Outcome]:
+        # Pipelined calls repeat the same few checks: each distinct one is sent once.
         keys: dict[str, int] = {}  # counter -> its place in KEYS, from 1 as Lua counts
-        body = []
+        shapes: dict[Any, int] = {}  # check -> its place in the group's checks, from 1
+        body: list[dict[str, Any]] = []
+        calls = []
         for checks, commit in requests:
-            body.append({"m": int(commit), "k": [self._check(check, keys) for check in checks]})
-        args = [orjson.dumps(body), self._time(now)]
+            call = [int(commit)]
+            for check in checks:
+                try:
+                    place = shapes.get(check)
+                except TypeError:  # a limit with a list in it: sent as it is
+                    place = None
+                if place is None:
+                    body.append(_shape(check, keys))
+                    place = len(body)
+                    with contextlib.suppress(TypeError):
+                        shapes[check] = place
+                call.append(place)
+            calls.append(call)
+        group = orjson.dumps({"s": body, "q": calls})
+        args = [group, f"{self._origin}.{next(self._groups)}.", self._time(now)]
         replies = self._run(self._reserve, [NAMESPACE + key for key in keys], args)
         return [
             _outcome(checks, commit, reply)
             for (checks, commit), reply in zip(requests, replies, strict=True)
         ]
-
-    def _check(self, check: Check, keys: dict[str, int]) -> dict[str, Any]:
-        calendar = check.window.calendar
-        sliding_event = check.reserve and not calendar
-        return {
-            "i": keys.setdefault(check.key, len(keys) + 1),
-            "c": int(calendar),
-            "s": check.window.seconds,
-            "a": check.amount,
-            "r": int(check.reserve),
-            "l": [[op.value, bound] for op, bound in check.limits],
-            "id": f"{self._origin}.{next(self._ids)}" if sliding_event else "",
-        }
 
     def release(self, tokens: Sequence[Token]) -> None:
         if not tokens:
@@ -331,6 +341,17 @@ class RedisStore:
 
     def close(self) -> None:
         self._redis.close()
+
+
+def _shape(check: Check, keys: dict[str, int]) -> dict[str, Any]:
+    return {
+        "i": keys.setdefault(check.key, len(keys) + 1),
+        "c": int(check.window.calendar),
+        "s": check.window.seconds,
+        "a": check.amount,
+        "r": int(check.reserve),
+        "l": [[op.value, bound] for op, bound in check.limits],
+    }
 
 
 def _outcome(checks: Sequence[Check], commit: bool, reply: list[Any]) -> Outcome:
