@@ -840,6 +840,8 @@ class Session:
 
     def refuse_oversize(self, limit: int) -> None:
         """A message from the client was larger than ``limit`` and was discarded."""
+        if self._group:  # answered in its turn, after the calls before it
+            self._judge_group()
         self._reply(
             mcp.error(
                 None,
