@@ -17,6 +17,7 @@ import json
 import statistics
 import sys
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -53,33 +54,53 @@ def run(
         versions.append(("baseline", baseline))
     rows = []
     for setup in setups:
-        for version, src in versions if setup.policy is not None else [("-", None)]:
-            rows.append(measure(setup, version, src, scratch, calls, seq, rounds))
-            print(f"  {setup.name} ({version}) done", file=sys.stderr)
+        rows += measure(
+            setup, versions if setup.policy else [("-", None)], scratch, calls, seq, rounds
+        )
+        print(f"  {setup.name} done", file=sys.stderr)
     return rows
 
 
 def measure(
-    setup: Setup, version: str, src: Path | None, scratch: Path, calls: int, seq: int, rounds: int
-) -> Row:
-    # A fresh state for each version, so that neither inherits the other's counters.
-    own = Setup(f"{setup.name}-{version}".replace(" ", "").replace(",", "-"), setup.policy)
-    own.state = setup.state
-    command = own.command(scratch)
-    if src is not None:
-        command = ["env", f"PYTHONPATH={src}", *command]
+    setup: Setup,
+    versions: list[tuple[str, Path | None]],
+    scratch: Path,
+    calls: int,
+    seq: int,
+    rounds: int,
+) -> list[Row]:
+    """Every version of the setup runs side by side, round by round in turn, so that
+    a slow moment of the machine falls on all of them alike."""
     tool = policies.REALISTIC_TOOL if setup.realistic else "echo"
-    with peer(command) as proc:
-        make = partial(call_line, proc, tool, CHARGE)
-        samples = sequential(proc, make, seq)
-        rates = [pipelined(proc, make, calls) for _ in range(rounds)]
-    return Row(
-        setup.name,
-        version,
-        statistics.median(rates),
-        percentile(samples, 0.5),
-        percentile(samples, 0.99),
-    )
+    with ExitStack() as stack:
+        procs = []
+        for version, src in versions:
+            # A state of each version's own, so that neither inherits the other's counters.
+            own = Setup(f"{setup.name}-{version}".replace(" ", "").replace(",", "-"), setup.policy)
+            own.state = setup.state
+            if own.state and own.state[0] == "--state-dsn":  # Redis: a key prefix each
+                own.state = [*own.state, "--state-prefix", f"{version}:"]
+            command = own.command(scratch)
+            if src is not None:
+                command = ["env", f"PYTHONPATH={src}", *command]
+            procs.append(stack.enter_context(peer(command)))
+        samples: list[list[float]] = [[] for _ in procs]
+        rates: list[list[float]] = [[] for _ in procs]
+        for _ in range(rounds):
+            for index, proc in enumerate(procs):
+                make = partial(call_line, proc, tool, CHARGE)
+                samples[index] += sequential(proc, make, seq // rounds)
+                rates[index].append(pipelined(proc, make, calls))
+    return [
+        Row(
+            setup.name,
+            version,
+            statistics.median(rates[index]),
+            percentile(samples[index], 0.5),
+            percentile(samples[index], 0.99),
+        )
+        for index, (version, _) in enumerate(versions)
+    ]
 
 
 def render(rows: list[Row]) -> str:
@@ -105,7 +126,7 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, help="another version's src directory")
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     ns = parser.parse_args()
-    calls, seq, rounds = (500, 200, 1) if ns.quick else (20000, 5000, 3)
+    calls, seq, rounds = (500, 200, 1) if ns.quick else (20000, 6000, 6)
     with (
         tempfile.TemporaryDirectory(prefix="mcpwall-throughput-") as scratch,
         redis_server(Path(scratch)) as redis_url,
