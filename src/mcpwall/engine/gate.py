@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from mcpwall.engine.decide import NO_FACTS, Call, Pending, ToolFacts, Verdict, conclude, decide
 from mcpwall.policy.model import Policy
@@ -48,20 +48,40 @@ class Gate:
     ) -> tuple[Verdict, tuple[Token, ...]]:
         """The verdict on the call, and what it reserved (to settle when it ends).
         ``commit`` false: a dry run, the store is read and never written."""
-        verdict = decide(policy, call, facts, prefix=self.prefix, fail_open=self.fail_open)
+        verdict = self.decide(policy, call, facts)
         if not isinstance(verdict, Pending):
             return verdict, ()
-        pending = verdict
+        return self.conclude((verdict,), commit)[0]
+
+    def decide(self, policy: Policy, call: Call, facts: ToolFacts = NO_FACTS) -> Verdict | Pending:
+        """The verdict on the call, or the store checks it waits on (see ``conclude``)."""
+        return decide(policy, call, facts, prefix=self.prefix, fail_open=self.fail_open)
+
+    def conclude(
+        self, pendings: Sequence[Pending], commit: bool = True
+    ) -> list[tuple[Verdict, tuple[Token, ...]]]:
+        """The verdicts on calls that wait on the store, and what each reserved. Calls
+        that arrived together are reserved in one store call (one transaction), each
+        as if alone, in this order; if that call fails, every one of them is concluded
+        with the failure."""
         try:
-            outcome = self.store().reserve(
-                pending.checks, self.clock(), commit=commit and pending.commits
-            )
+            if len(pendings) == 1:  # a call alone: no group to make
+                pending = pendings[0]
+                commits = commit and pending.commits
+                outcomes = [self.store().reserve(pending.checks, self.clock(), commits)]
+            else:
+                requests = [(pending.checks, commit and pending.commits) for pending in pendings]
+                outcomes = self.store().reserve_many(requests, self.clock())
         except StoreUnavailable as exc:
-            self._store_failed(call.tool, exc, pending)
-            return conclude(pending, exc, fail_open=self.fail_open), ()
-        verdict = conclude(pending, outcome, fail_open=self.fail_open)
-        tokens = outcome if type(outcome) is tuple and commit and verdict.allowed else ()
-        return verdict, tokens
+            for pending in pendings:
+                self._store_failed(pending.call.tool, exc, pending)
+            return [(conclude(pending, exc, fail_open=self.fail_open), ()) for pending in pendings]
+        judged = []
+        for pending, outcome in zip(pendings, outcomes, strict=True):
+            verdict = conclude(pending, outcome, fail_open=self.fail_open)
+            tokens = outcome if type(outcome) is tuple and commit and verdict.allowed else ()
+            judged.append((verdict, tokens))
+        return judged
 
     def _store_failed(self, tool: str, exc: StoreUnavailable, pending: Pending) -> None:
         if pending.denial is not None:
@@ -111,4 +131,3 @@ class Gate:
         if self._store is not None:
             self._store.close()
             self._store = None
-

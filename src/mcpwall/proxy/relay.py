@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mcpwall import mcp
-from mcpwall.engine.decide import ApprovalOutcome, Call, not_approved
+from mcpwall.engine.decide import ApprovalOutcome, Call, Pending, Verdict, not_approved
 from mcpwall.engine.gate import Gate
 from mcpwall.policy.model import Policy, Rule
 from mcpwall.proxy import approval
 from mcpwall.proxy.record import CallRecord, Observer
 from mcpwall.proxy.tools import ToolView
+from mcpwall.state.base import Token
 
 log = logging.getLogger("mcpwall")
 
@@ -90,6 +91,7 @@ _NO_ELICITATION = "this client cannot ask for it: it did not declare the elicita
 _INTERNAL = "[mcpwall] internal error while judging this message; it was not forwarded"
 _INTERNAL_ANSWER = "[mcpwall] internal error while checking the server's answer; it was withheld"
 _UNREAD = object()  # from_client: the transport has not decoded the message
+_PARKED = object()  # from_client: a call waiting for its read's group to be judged
 
 # Below this size a message is checked for being blank by stripping a copy of it.
 _SMALL = 64
@@ -105,6 +107,22 @@ class _Batch:
     def __init__(self, held: list[dict[str, Any]]) -> None:
         self.held = held
         self.waiting: set[Any] = set()
+
+
+# A call judged before its turn came (with its read's group): the policy it was judged by,
+# the verdict, and what it reserved.
+_Judged = tuple[Policy, Verdict, tuple[Token, ...]]
+
+
+@dataclass(slots=True)
+class _Parked:
+    """A call of the read being handled that waits on the store with the others."""
+
+    message: dict[str, Any]
+    line: bytes
+    received: int
+    policy: Policy
+    pending: Pending
 
 
 @dataclass(slots=True)
@@ -162,6 +180,8 @@ class Session:
         self._approval_prefix = f"mcpwall-approval-{secrets.token_hex(4)}-"
         self._approval_ids = (f"{self._approval_prefix}{n}" for n in itertools.count(1))
         self._debug = log.isEnabledFor(logging.DEBUG)
+        self._group: list[_Parked] | None = None  # between read_start and read_end
+        self._group_ids: set[Any] = set()  # the request ids of the parked calls
         self.protocol_version: str | None = None
 
     @property
@@ -170,24 +190,48 @@ class Session:
 
     # -- client to server -------------------------------------------------------------
 
+    def read_start(self) -> None:
+        """What one read from the client produced follows, up to ``read_end``: the
+        calls among it that wait on the store are reserved together, in one store call,
+        when the read ends (or sooner, when a message that is not such a call comes)."""
+        self._group = []
+
+    def read_end(self) -> None:
+        if self._group:
+            self._judge_group()
+        self._group = None
+
     def from_client(self, line: bytes, message: Any = _UNREAD) -> None:
         """One message from the client. ``message``: what ``mcp.decode_strict`` read
         from ``line``, when the transport has read it already."""
         if len(line) < _SMALL and not line.strip():
             return
-        self._received = time.perf_counter_ns()
-        self._received_size = len(line)
+        received = time.perf_counter_ns()
+        judged: _Judged | None = None
         if message is _UNREAD:
             try:
                 message = mcp.decode_strict(line)
             except mcp.Malformed as exc:
+                if self._group:
+                    self._judge_group()
                 log.warning("refused a malformed message from the client: %s", exc)
                 self._reply(mcp.error(None, mcp.PARSE_ERROR, f"Parse error: {exc}"))
                 return
+        if self._group is not None:
+            parked = self._park(message, line, received)
+            if parked is _PARKED:
+                return
+            judged = parked
+            if self._group:  # what came before this message is handled before it
+                self._judge_group()
+        self._received = received
+        self._received_size = len(line)
         if type(message) is list:
             self._client_batch(message, line)
             return
-        outcome = self._guarded(message, line)
+        self._send(self._guarded(message, line, judged), line)
+
+    def _send(self, outcome: Any, line: bytes) -> None:
         if outcome is _FORWARD:
             self._to_server(line)
         elif type(outcome) is bytes:
@@ -195,12 +239,65 @@ class Session:
         elif outcome is not _DROP and outcome is not _HELD:
             self._reply(outcome)
 
-    def _guarded(self, message: Any, line: bytes | None) -> Any:
+    def _park(self, message: Any, line: bytes, received: int) -> Any:
+        """_PARKED for a call that waits on the store (it joins the read's group); the
+        verdict of a call that does not, judged now; None for any other message.
+        Parked are only calls that ``_client_message`` takes all the way to the gate,
+        so that every reservation made for the group belongs to a judged call."""
+        if type(message) is not dict or message.get("method") != "tools/call":
+            return None
+        request_id = message.get("id")
+        if "id" in message and (
+            (type(request_id) is not str and not mcp.valid_id(request_id))
+            or request_id in self._pending
+            or request_id in self._group_ids
+        ):
+            return None
+        params = message.get("params")
+        if message.get("jsonrpc") != "2.0" or type(params) is not dict:
+            return None
+        name = params.get("name")
+        args = params.get("arguments")
+        if type(name) is not str or (args is not None and type(args) is not dict):
+            return None
+        policy = self._policy()
+        verdict = self._gate.decide(policy, Call(self.id, name, args or {}), self._tools)
+        if not isinstance(verdict, Pending):
+            return policy, verdict, ()
+        assert self._group is not None
+        self._group.append(_Parked(message, line, received, policy, verdict))
+        if "id" in message:
+            self._group_ids.add(request_id)
+        return _PARKED
+
+    def _judge_group(self) -> None:
+        """Reserve the parked calls in one store call, then handle each in its turn."""
+        group = self._group
+        assert group
+        self._group = []
+        self._group_ids.clear()
+        judged: list[Any]
+        try:
+            judged = self._gate.conclude([parked.pending for parked in group])
+        except Exception as exc:  # mcpwall's own failure: each call answers it
+            judged = [exc] * len(group)
+        for parked, outcome in zip(group, judged, strict=True):
+            self._received = parked.received
+            self._received_size = len(parked.line)
+            if isinstance(outcome, Exception):
+                result = self._guarded(parked.message, parked.line, outcome)
+            else:
+                result = self._guarded(parked.message, parked.line, (parked.policy, *outcome))
+            self._send(result, parked.line)
+
+    def _guarded(
+        self, message: Any, line: bytes | None, judged: _Judged | Exception | None = None
+    ) -> Any:
         """``_client_message``, where a failure of mcpwall's own (a store, a schema
         validator, a bug) becomes one error answer: the message is not forwarded, and
         the session goes on."""
         try:
-            return self._client_message(message, line)
+            return self._client_message(message, line, judged)
         except Exception:
             log.exception("mcpwall failed on a message from the client; it was not forwarded")
             if not mcp.owes_answer(message):
@@ -208,9 +305,13 @@ class Session:
             request_id = message["id"] if mcp.valid_id(message["id"]) else None
             return mcp.error(request_id, mcp.INTERNAL_ERROR, _INTERNAL)
 
-    def _client_message(self, message: Any, line: bytes | None = None) -> Any:
+    def _client_message(
+        self, message: Any, line: bytes | None = None, judged: _Judged | Exception | None = None
+    ) -> Any:
         """_FORWARD, _DROP, _HELD, other bytes to forward, or the response mcpwall sends
-        back itself. ``line``: the message's bytes, None inside a batch."""
+        back itself. ``line``: the message's bytes, None inside a batch. ``judged``: the
+        gate's answer for a call judged already (with its read's group), or what failed
+        then."""
         if type(message) is not dict:
             return _invalid(None, "a JSON-RPC message must be an object")
         method = message.get("method")
@@ -237,7 +338,7 @@ class Session:
         pending: CallRecord | str = _OTHER
         outcome: Any = _FORWARD
         if method == "tools/call":
-            verdict = self._judge(message, has_id)
+            verdict = self._judge(message, has_id, judged)
             if type(verdict) is not CallRecord:
                 return verdict
             pending = verdict
@@ -278,7 +379,9 @@ class Session:
             self._call_timeout, self._expire, request_id, record
         )
 
-    def _judge(self, message: dict[str, Any], has_id: bool) -> Any:
+    def _judge(
+        self, message: dict[str, Any], has_id: bool, judged: _Judged | Exception | None
+    ) -> Any:
         """The CallRecord of an allowed call; the answer (or _DROP) for any other."""
         request_id = message.get("id")
         params = message.get("params")
@@ -293,8 +396,13 @@ class Session:
         elif type(args) is not dict:
             return _bad_params(request_id, has_id, "tools/call params.arguments must be an object")
 
-        policy = self._policy()
-        verdict, tokens = self._gate.judge(policy, Call(self.id, name, args), self._tools)
+        if isinstance(judged, Exception):
+            raise judged
+        if judged is None:
+            policy = self._policy()
+            verdict, tokens = self._gate.judge(policy, Call(self.id, name, args), self._tools)
+        else:
+            policy, verdict, tokens = judged
         record = CallRecord(verdict, tokens)
         if self._observers:
             record.request_id = request_id
@@ -734,6 +842,8 @@ class Session:
 
     def refuse_oversize(self, limit: int) -> None:
         """A message from the client was larger than ``limit`` and was discarded."""
+        if self._group:  # answered in its turn, after the calls before it
+            self._judge_group()
         self._reply(
             mcp.error(
                 None,
