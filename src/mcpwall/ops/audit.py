@@ -109,38 +109,39 @@ class AuditLog:
 
     def decided(self, session: str, record: CallRecord, size: int) -> None:
         record.args_digest = args_digest(record.args)
-        if not record.allowed:
+        if not record.verdict.allowed:
             self._decision(session, record, None)
 
     def answered(self, session: str, record: CallRecord, error: str | None) -> None:
         self._decision(session, record, error)
 
     def _decision(self, session: str, record: CallRecord, error: str | None) -> None:
+        verdict = record.verdict  # its fields read directly: this runs for every call
         self.decisions += 1
-        if not record.allowed:
+        if not verdict.allowed:
             self.denials += 1
-            verdict = "denied"
+            decision = "denied"
         elif record.approval_outcome == "asked":  # answered with input_required
-            verdict = "approval asked"
+            decision = "approval asked"
         else:
-            verdict = "monitored" if record.monitored else "allowed"
+            decision = "monitored" if verdict.monitored else "allowed"
         event: dict[str, Any] = {
             "ts": _timestamp(),
             "type": "decision",
             "instance": self.instance,
             "session": session,
             "request_id": record.request_id,
-            "tool": record.tool,
-            "decision": verdict,
-            "rule": record.rule,
-            "reason": record.reason,
-            "retry_after_s": record.retry_after_s,
+            "tool": verdict.tool,
+            "decision": decision,
+            "rule": verdict.rule,
+            "reason": verdict.reason,
+            "retry_after_s": verdict.retry_after_s,
             "args_sha256": record.args_digest,
             "latency_us": int(record.latency_us * 10 + 0.5) / 10,  # round() is slower
             "upstream_error": error,
             "policy_sha256": record.policy_digest,
         }
-        if record.approval is not None:
+        if verdict.approval is not None:
             event["approval"] = record.approval_outcome
         if record.redacted:
             event["redacted"] = record.redacted
