@@ -124,8 +124,7 @@ class Verdict:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Pending:
+class Pending(NamedTuple):  # a tuple: one is made for every counted call
     """A call whose verdict waits on the store: its checks, in rule order, and the
     denial of a later rule, which stands unless an earlier rule's counter refuses
     first (then the store is only read, never written)."""
