@@ -132,6 +132,12 @@ def floor_relay(scratch: Path) -> Iterator[list[str] | None]:
     yield [str(binary)]
 
 
+def byte_compile(src: Path) -> None:
+    """Byte-compile a version's package, as installing it does: with
+    PYTHONDONTWRITEBYTECODE set, a checkout would compile every module at every start."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(src / "mcpwall")], check=True)
+
+
 @contextmanager
 def baseline_source(ref: str, scratch: Path) -> Iterator[Path]:
     """A git worktree of ``ref``; its ``src`` directory."""
@@ -140,6 +146,7 @@ def baseline_source(ref: str, scratch: Path) -> Iterator[Path]:
         ["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(where), ref], check=True
     )
     try:
+        byte_compile(where / "src")
         yield where / "src"
     finally:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(where)])
@@ -683,6 +690,7 @@ def main() -> int:
     if ns.rounds:
         counts.rounds = ns.rounds
     progress = Progress()
+    byte_compile(REPO / "src")
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mcpwall-bench-")))
         redis_url = None if ns.no_redis else stack.enter_context(redis_server(scratch))
