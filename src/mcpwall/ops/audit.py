@@ -15,7 +15,8 @@ costs less than a record at a time in the middle of each call, where the caches 
 cold from the wake-up. Each batch is one ``write`` of whole lines to a file opened with
 O_APPEND, so a ``kill -9`` can cost the last batch but never leaves half a line; every
 noted record is written at a normal exit. Arguments larger than HOLD_BYTES are hashed
-when the call is decided, so that a large argument is not held until the batch.
+as soon as the call is on its way to the server (while the server reads it), so that a
+large argument is not held until the batch.
 """
 
 from __future__ import annotations
@@ -116,9 +117,21 @@ class AuditLog:
 
     def decided(self, session: str, record: CallRecord, size: int) -> None:
         if size > HOLD_BYTES:
-            record.args_digest = args_digest(record.args)
+            try:
+                # Once the call is on its way: the server works on it meanwhile.
+                loop = asyncio.get_running_loop() if record.allowed else None
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                loop.call_soon(self._digest, record)
+            else:
+                record.args_digest = args_digest(record.args)
         if not record.allowed:
             self._note(session, record, None)
+
+    def _digest(self, record: CallRecord) -> None:
+        if record.args_digest is None and record.args is not None:
+            record.args_digest = args_digest(record.args)
 
     def answered(self, session: str, record: CallRecord, error: str | None) -> None:
         self._note(session, record, error)
