@@ -4,8 +4,8 @@ The same workloads go to a minimal MCP server directly; through the floor, a rel
 that only copies bytes (``floor.c``, compiled with ``cc`` at run time); through mcpwall
 with an allow-all policy; and through mcpwall with a realistic policy (50 tools,
 argument conditions, a rate limit and a spend counter in SQLite, and in Redis when
-redis-server is installed). Every setup runs at once, in the same rounds, each round in
-another order, so that a slow moment of the machine falls on all of them alike.
+redis-server is installed). Every setup runs in every round, started afresh, each round
+in another order, so that a slow moment of the machine falls on all of them alike.
 
 mcpwall's added latency (its round trip less the server's) is reported as a multiple of
 the floor's added latency: the two pipe hops and two wake-ups any proxy pays.
@@ -360,48 +360,41 @@ def rotated(items: list[Any], round_index: int) -> list[Any]:
 def measure_rounds(
     setups: list[Setup], counts: Counts, scratch: Path, progress: Progress
 ) -> dict[str, Figures]:
+    """Each round starts every setup afresh, in another order: where the scheduler puts
+    a process (with its peer on one core, or across two) changes a round trip several
+    times over on a small VM, and it is drawn anew for each process."""
     figures = {setup.name: Figures() for setup in setups}
     order = list(range(len(setups)))
-    with ExitStack() as stack:
-        procs = []
-        for setup in setups:
-            procs.append(stack.enter_context(peer(setup.command(scratch), setup.env())))
-        for round_index in range(counts.rounds):
-            progress.step(f"round {round_index + 1}/{counts.rounds}: calls")
-            for index in rotated(order, round_index):
-                setup, proc, got = setups[index], procs[index], figures[setups[index].name]
-                tool = policies.REALISTIC_TOOL if setup.realistic else "echo"
-                make = partial(call_line, proc, tool, CHARGE)
-                warm_up(proc, make, counts.sequential)  # not counted below
-                before = (proc.wakeups(), proc.cpu_seconds())
-                got.calls += timed(proc, make, counts.sequential)
-                got.wakeups += proc.wakeups() - before[0]
-                got.cpu += proc.cpu_seconds() - before[1]
-                got.measured_calls += counts.sequential
-                got.rates.append(pipelined(proc, make, counts.pipelined))
-                if setup.name != "allow-all" and not setup.name.startswith("allow-all@"):
-                    # Through mcpwall a denial; elsewhere the server answers the same call.
-                    denied = policies.DENIED_TOOL if setup.realistic else "echo"
-                    got.denied += sequential(
-                        proc, partial(call_line, proc, denied, {}), counts.denied
-                    )
-        for setup, proc in zip(setups, procs, strict=True):
-            figures[setup.name].rss_small = proc.peak_rss_mb()
-        for round_index in range(counts.rounds):
-            progress.step(f"round {round_index + 1}/{counts.rounds}: large messages")
-            for index in rotated(order, round_index):
-                got = figures[setups[index].name]
-                got.large_1mb += large(procs[index], 1024 * 1024, counts.large_1mb)
-                got.large_10mb += large(procs[index], 10 * 1024 * 1024, counts.large_10mb)
-        for setup, proc in zip(setups, procs, strict=True):
-            figures[setup.name].rss_large = proc.peak_rss_mb()
-    commands = [(setup.command(scratch), setup.env()) for setup in setups]
     for round_index in range(counts.rounds):
-        progress.step(f"round {round_index + 1}/{counts.rounds}: startup")
         for index in rotated(order, round_index):
-            for _ in range(counts.startup):
-                figures[setups[index].name].startup.append(startup(*commands[index]))
+            setup = setups[index]
+            progress.step(f"round {round_index + 1}/{counts.rounds}: {setup.name}")
+            with peer(setup.command(scratch), setup.env()) as proc:
+                measure_one(setup, proc, figures[setup.name], counts)
+            figures[setup.name].startup += [
+                startup(setup.command(scratch), setup.env()) for _ in range(counts.startup)
+            ]
     return figures
+
+
+def measure_one(setup: Setup, proc: Peer, got: Figures, counts: Counts) -> None:
+    tool = policies.REALISTIC_TOOL if setup.realistic else "echo"
+    make = partial(call_line, proc, tool, CHARGE)
+    warm_up(proc, make, counts.sequential)  # not counted below
+    before = (proc.wakeups(), proc.cpu_seconds())
+    got.calls += timed(proc, make, counts.sequential)
+    got.wakeups += proc.wakeups() - before[0]
+    got.cpu += proc.cpu_seconds() - before[1]
+    got.measured_calls += counts.sequential
+    got.rates.append(pipelined(proc, make, counts.pipelined))
+    if setup.name != "allow-all" and not setup.name.startswith("allow-all@"):
+        # Through mcpwall a denial; elsewhere the server answers the same call.
+        denied = policies.DENIED_TOOL if setup.realistic else "echo"
+        got.denied += sequential(proc, partial(call_line, proc, denied, {}), counts.denied)
+    got.rss_small = max(got.rss_small, proc.peak_rss_mb())
+    got.large_1mb += large(proc, 1024 * 1024, counts.large_1mb)
+    got.large_10mb += large(proc, 10 * 1024 * 1024, counts.large_10mb)
+    got.rss_large = max(got.rss_large, proc.peak_rss_mb())
 
 
 def measure_scaling(counts: Counts, scratch: Path, progress: Progress) -> dict[str, dict]:
