@@ -48,7 +48,7 @@ class Gate:
     ) -> tuple[Verdict, tuple[Token, ...]]:
         """The verdict on the call, and what it reserved (to settle when it ends).
         ``commit`` false: a dry run, the store is read and never written."""
-        verdict = self.decide(policy, call, facts)
+        verdict = decide(policy, call, facts, prefix=self.prefix, fail_open=self.fail_open)
         if not isinstance(verdict, Pending):
             return verdict, ()
         return self.conclude((verdict,), commit)[0]

@@ -119,14 +119,14 @@ class AuditLog:
         if size > HOLD_BYTES:
             try:
                 # Once the call is on its way: the server works on it meanwhile.
-                loop = asyncio.get_running_loop() if record.allowed else None
+                loop = asyncio.get_running_loop() if record.verdict.allowed else None
             except RuntimeError:
                 loop = None
             if loop is not None:
                 loop.call_soon(self._digest, record)
             else:
                 record.args_digest = args_digest(record.args)
-        if not record.allowed:
+        if not record.verdict.allowed:
             self._note(session, record, None)
 
     def _digest(self, record: CallRecord) -> None:
@@ -138,7 +138,7 @@ class AuditLog:
 
     def _note(self, session: str, record: CallRecord, error: str | None) -> None:
         self.decisions += 1
-        if not record.allowed:
+        if not record.verdict.allowed:
             self.denials += 1
         # The relay lets the record's arguments go once the call has ended.
         args = record.args if record.args_digest is None or self.log_args else None
@@ -156,29 +156,30 @@ class AuditLog:
     def _decision(
         self, ns: int, session: str, record: CallRecord, error: str | None, args: Any
     ) -> bytes:
-        if not record.allowed:
-            verdict = "denied"
+        verdict = record.verdict  # its fields read directly: this runs for every call
+        if not verdict.allowed:
+            decision = "denied"
         elif record.approval_outcome == "asked":  # answered with input_required
-            verdict = "approval asked"
+            decision = "approval asked"
         else:
-            verdict = "monitored" if record.monitored else "allowed"
+            decision = "monitored" if verdict.monitored else "allowed"
         event: dict[str, Any] = {
             "ts": _timestamp(ns),
             "type": "decision",
             "instance": self.instance,
             "session": session,
             "request_id": record.request_id,
-            "tool": record.tool,
-            "decision": verdict,
-            "rule": record.rule,
-            "reason": record.reason,
-            "retry_after_s": record.retry_after_s,
+            "tool": verdict.tool,
+            "decision": decision,
+            "rule": verdict.rule,
+            "reason": verdict.reason,
+            "retry_after_s": verdict.retry_after_s,
             "args_sha256": record.args_digest or args_digest(args),
             "latency_us": int(record.latency_us * 10 + 0.5) / 10,  # round() is slower
             "upstream_error": error,
             "policy_sha256": record.policy_digest,
         }
-        if record.approval is not None:
+        if verdict.approval is not None:
             event["approval"] = record.approval_outcome
         if record.redacted:
             event["redacted"] = record.redacted

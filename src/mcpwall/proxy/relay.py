@@ -217,7 +217,9 @@ class Session:
                 log.warning("refused a malformed message from the client: %s", exc)
                 self._reply(mcp.error(None, mcp.PARSE_ERROR, f"Parse error: {exc}"))
                 return
-        if self._group is not None:
+        group = self._group
+        # Only a policy with counters has calls to park; one without skips the detour.
+        if group is not None and (group or self._policy().counters):
             parked = self._park(message, line, received)
             if parked is _PARKED:
                 return
@@ -342,7 +344,7 @@ class Session:
             if type(verdict) is not CallRecord:
                 return verdict
             pending = verdict
-            if verdict.approval is not None:
+            if verdict.verdict.approval is not None:
                 try:
                     outcome = self._approval(message, verdict, has_id, line)
                 except Exception:
@@ -396,11 +398,11 @@ class Session:
         elif type(args) is not dict:
             return _bad_params(request_id, has_id, "tools/call params.arguments must be an object")
 
-        if isinstance(judged, Exception):
-            raise judged
         if judged is None:
             policy = self._policy()
             verdict, tokens = self._gate.judge(policy, Call(self.id, name, args), self._tools)
+        elif isinstance(judged, Exception):
+            raise judged
         else:
             policy, verdict, tokens = judged
         record = CallRecord(verdict, tokens)
@@ -410,7 +412,10 @@ class Session:
             record.policy_digest = policy.digest
             record.args = args
             for observer in self._observers:
-                _tell(observer.decided, self.id, record, self._received_size)
+                try:
+                    observer.decided(self.id, record, self._received_size)
+                except Exception:
+                    log.exception(_OBSERVER_FAILED)
             if not has_id and verdict.allowed:  # a notification: no answer will come
                 self._answered(record, None)
         if not verdict.allowed:
@@ -862,11 +867,17 @@ class Session:
 
     def _note(self, kind: str, fields: dict[str, Any]) -> None:
         for observer in self._observers:
-            _tell(observer.noted, self.id, kind, fields)
+            try:
+                observer.noted(self.id, kind, fields)
+            except Exception:
+                log.exception(_OBSERVER_FAILED)
 
     def _answered(self, record: CallRecord, error: str | None) -> None:
         for observer in self._observers:
-            _tell(observer.answered, self.id, record, error)
+            try:
+                observer.answered(self.id, record, error)
+            except Exception:
+                log.exception(_OBSERVER_FAILED)
         record.args = None  # no longer needed: let big arguments go
 
     def _settle(self, record: CallRecord, *, failed: bool = False, unsent: bool = False) -> None:
@@ -904,10 +915,6 @@ def _denial(request_id: Any, record: CallRecord, params: dict[str, Any]) -> dict
     return mcp.denial(request_id, record.reason, record.verdict.as_meta(), params)
 
 
-def _tell(report: Callable[..., None], *args: Any) -> None:
-    """An observer failing (a full disk under the audit log) is logged; the call it
-    reports on goes on as decided."""
-    try:
-        report(*args)
-    except Exception:
-        log.exception("an observer of judged calls failed")
+# An observer failing (a full disk under the audit log) is logged; the call it reports
+# on goes on as decided.
+_OBSERVER_FAILED = "an observer of judged calls failed"
