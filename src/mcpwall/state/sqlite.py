@@ -223,6 +223,7 @@ class _Group:
     def __init__(self, store: SQLiteStore, now: float, keys: set[str]) -> None:
         self.store = store
         self.now = now
+        self.seq = store._seq
         self.rows = store._totals(keys)  # key -> [start (oldest event), value] stored
         self.values: dict[str, float] = {}  # key -> its value now, this group's adds in
         self.events: list[tuple[str, float, int, float]] = []  # to insert
@@ -240,22 +241,23 @@ class _Group:
                 return Refused(check.rule, value, self.store._retry_after(check, value, self.now))
         if not commit:
             return ()
-        return tuple(self._add(check) for check in checks if check.reserve)
+        return tuple([self._add(check) for check in checks if check.reserve])
 
     def _add(self, check: Check) -> Token:
-        key, now = check.key, self.now
-        value = self.values[key] = self.values[key] + check.amount
-        if check.window.calendar:
-            start = window_start(check.window, now)
-            self.totals[key] = (key, start, value, start + check.window.seconds)
-            return Token(key, check.window, check.amount, start, check.refundable)
-        seq = next(self.store._seq)
-        self.events.append((key, now, seq, check.amount))
+        key, window, amount = check.key, check.window, check.amount
+        now = self.now
+        value = self.values[key] = self.values[key] + amount
+        if window.calendar:
+            start = window_start(window, now)
+            self.totals[key] = (key, start, value, start + window.seconds)
+            return Token(key, window, amount, start, check.refundable)
+        seq = next(self.seq)
+        self.events.append((key, now, seq, amount))
         row = self.rows.get(key)
         if row is None:
             row = self.rows[key] = [now, value]
-        self.totals[key] = (key, row[0], value, now + check.window.seconds)
-        return Token(key, check.window, check.amount, (now, seq), check.refundable)
+        self.totals[key] = (key, row[0], value, now + window.seconds)
+        return Token(key, window, amount, (now, seq), check.refundable)
 
     def _insert_events(self) -> None:
         self.store._sql.executemany(
