@@ -27,8 +27,8 @@ class StoreUnavailable(Exception):
     """The store cannot be reached or used right now."""
 
 
-# Check and Token are named tuples, not frozen dataclasses: a few are made for every
-# counted call, and a frozen dataclass costs three times as much to make.
+# Checks and Tokens are tuples: several are made for every call that needs the store,
+# and a frozen dataclass costs three times as much to make.
 class Check(NamedTuple):
     rule: int  # the rule's position in the call's plan, reported back if it fails
     key: str

@@ -230,6 +230,7 @@ class _Group:
     def __init__(self, store: SQLiteStore, now: float, keys: set[str]) -> None:
         self.store = store
         self.now = now
+        self.seq = store._seq
         self.rows = store._totals(keys)  # key -> [start (oldest event), value] stored
         self.values: dict[str, float] = {}  # key -> its value now, this group's adds in
         # To insert: one row per key, not per call. The group's calls share one instant,
@@ -250,26 +251,27 @@ class _Group:
                 return Refused(check.rule, value, self.store._retry_after(check, value, self.now))
         if not commit:
             return ()
-        return tuple(self._add(check) for check in checks if check.reserve)
+        return tuple([self._add(check) for check in checks if check.reserve])
 
     def _add(self, check: Check) -> Token:
-        key, now = check.key, self.now
-        value = self.values[key] = self.values[key] + check.amount
-        if check.window.calendar:
-            start = window_start(check.window, now)
-            self.totals[key] = (key, start, value, start + check.window.seconds)
-            return Token(key, check.window, check.amount, start, check.refundable)
+        key, window, amount = check.key, check.window, check.amount
+        now = self.now
+        value = self.values[key] = self.values[key] + amount
+        if window.calendar:
+            start = window_start(window, now)
+            self.totals[key] = (key, start, value, start + window.seconds)
+            return Token(key, window, amount, start, check.refundable)
         event = self.events.get(key)
         if event is None:
-            event = self.events[key] = [key, now, next(self.store._seq), check.amount]
+            event = self.events[key] = [key, now, next(self.seq), amount]
         else:
-            event[3] += check.amount
+            event[3] += amount
         seq = event[2]
         row = self.rows.get(key)
         if row is None:
             row = self.rows[key] = [now, value]
-        self.totals[key] = (key, row[0], value, now + check.window.seconds)
-        return Token(key, check.window, check.amount, (now, seq), check.refundable)
+        self.totals[key] = (key, row[0], value, now + window.seconds)
+        return Token(key, window, amount, (now, seq), check.refundable)
 
     def _insert_events(self) -> None:
         _write_rows(self.store._sql, _INSERT_EVENTS, list(self.events.values()))
