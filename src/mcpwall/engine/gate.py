@@ -9,6 +9,11 @@ one keeps state, so a denial that needs no counter never waits on the store.
 What cannot be decided is denied: a condition on a missing argument fails; a ``when``
 that cannot tell lets its deny apply; a store that cannot be reached denies the calls
 that need it (unless told to fail open).
+
+Who calls (the Identity from an OAuth token, HTTP with --auth) is read in two places
+only: ``claims.*`` conditions, which cannot tell for a call without a token, and the key
+of ``scope: user`` counters, which a call without a token (or without the claim named by
+``user_key``) cannot have: such a rule denies it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from mcpwall.auth import Identity
 from mcpwall.engine.operators import MISSING, resolve
 from mcpwall.policy.model import Condition, Counter, Policy, Rule, Scope, ToolPlan
 from mcpwall.state.base import Check, CounterStore, Refused, StoreUnavailable, Token
@@ -54,6 +60,7 @@ class Decision:
     policy_digest: str = ""
     args: Any = None
     args_digest: str | None = None
+    subject: str | None = None  # the caller's token subject, under --auth
 
     def as_meta(self) -> dict[str, Any]:
         return {
@@ -91,24 +98,26 @@ class Gate:
         tool: str,
         args: dict[str, Any],
         commit: bool = True,
+        identity: Identity | None = None,
     ) -> Decision:
         plan = policy.plan(tool)
-        decision = self._judge(plan, session, args, commit)
+        call = _Call(args, identity)
+        decision = self._judge(plan, session, call, commit)
         if policy.monitor and not decision.allowed:
             decision.allowed = True
             decision.monitored = True
         elif decision.allowed and plan.approvals and not policy.monitor:
-            decision.approval = _approval(plan.approvals, args)
+            decision.approval = _approval(plan.approvals, call)
         return decision
 
-    def _judge(self, plan: ToolPlan, session: str, args: dict[str, Any], commit: bool) -> Decision:
+    def _judge(self, plan: ToolPlan, session: str, call: _Call, commit: bool) -> Decision:
         tool = plan.tool
         if plan.refusal is not None:
             rule, reason = plan.refusal
             return Decision(False, tool, rule, reason)
         if not plan.stateful:
             for rule in plan.rules:
-                reason = _pure_denial(rule, tool, args)
+                reason = _pure_denial(rule, tool, call)
                 if reason is not None:
                     return Decision(False, tool, rule.name, reason)
             return Decision(True, tool)
@@ -117,9 +126,9 @@ class Gate:
         denial: tuple[Rule, str] | None = None
         rules = plan.rules
         for position, rule in enumerate(rules):
-            reason = _pure_denial(rule, tool, args)
+            reason = _pure_denial(rule, tool, call)
             if reason is None and rule.stateful:
-                reason = _add_checks(checks, position, rule, self.prefix, session, args)
+                reason = _add_checks(checks, position, rule, self.prefix, session, call)
             if reason is not None:
                 denial = (rule, reason)
                 break
@@ -198,33 +207,71 @@ class Gate:
             self._store = None
 
 
-def _pure_denial(rule: Rule, tool: str, args: dict[str, Any]) -> str | None:
-    """The reason this rule denies the call on its arguments alone, if it does."""
+@dataclass(slots=True)
+class _Call:
+    """What the conditions and counter keys of one call read."""
+
+    args: dict[str, Any]
+    identity: Identity | None
+
+    def value(self, condition: Condition) -> Any:
+        if not condition.reads_claims:
+            return resolve(self.args, condition.steps)
+        if self.identity is None:
+            return _NO_TOKEN
+        return claim(self.identity.claims, condition.steps)
+
+    def verdict(self, condition: Condition) -> Any:
+        value = self.value(condition)
+        return None if value is _NO_TOKEN else condition.test(value)
+
+
+class _NoToken:
+    __slots__ = ()
+
+
+# What a claims.* path reads in a call without a token: no operator gets to see it (an
+# "exists: false" would hold), the condition cannot tell.
+_NO_TOKEN: Any = _NoToken()
+
+
+def claim(claims: dict[str, Any], steps: tuple[str, ...]) -> Any:
+    """A claim by its dotted path; a claim whose own name has dots in it (a namespaced
+    claim like https://example.com/groups) is found whole when the path finds nothing."""
+    value = resolve(claims, steps)
+    if value is MISSING and len(steps) > 1:
+        value = claims.get(".".join(steps), MISSING)
+    return value
+
+
+def _pure_denial(rule: Rule, tool: str, call: _Call) -> str | None:
+    """The reason this rule denies the call on its arguments (and claims) alone, if it
+    does."""
     if rule.deny:
         for condition in rule.when:
-            if condition.test(resolve(args, condition.steps)) is False:
+            if call.verdict(condition) is False:
                 return None
         return rule.reason or f'"{tool}" is denied by rule "{rule.name}"'
     for condition in rule.require:
-        value = resolve(args, condition.steps)
-        if condition.test(value) is not True:
+        value = call.value(condition)
+        if value is _NO_TOKEN or condition.test(value) is not True:
             return rule.reason or _condition_reason(rule, condition, value)
     return None
 
 
-def _approval(rules: tuple[Rule, ...], args: dict[str, Any]) -> Rule | None:
+def _approval(rules: tuple[Rule, ...], call: _Call) -> Rule | None:
     """The first approve rule whose ``when`` holds or cannot be told (fail closed:
     a missing argument asks the human)."""
     for rule in rules:
-        if all(
-            condition.test(resolve(args, condition.steps)) is not False for condition in rule.when
-        ):
+        if all(call.verdict(condition) is not False for condition in rule.when):
             return rule
     return None
 
 
 def _condition_reason(rule: Rule, condition: Condition, value: Any) -> str:
-    if value is MISSING:
+    if value is _NO_TOKEN:
+        seen = "the call carries no token to read it from"
+    elif value is MISSING:
         seen = f"{condition.path} is missing"
     else:
         seen = f"{condition.path} is {_show(value)}"
@@ -237,17 +284,22 @@ def _add_checks(
     rule: Rule,
     prefix: str,
     session: str,
-    args: dict[str, Any],
+    call: _Call,
 ) -> str | None:
-    """Append the rule's store checks; a reason if the call's arguments make the rule
-    impossible to apply (an increment that is not a non-negative number)."""
+    """Append the rule's store checks; a reason if the call makes the rule impossible
+    to apply (an increment that is not a non-negative number, a per-user counter and no
+    user)."""
+    args = call.args
     for condition in rule.state_checks:
         counter = condition.counter
         assert counter is not None
+        key = counter_key(counter, prefix, session, call)
+        if key is None:
+            return _no_user(rule, counter)
         checks.append(
             Check(
                 position,
-                counter_key(counter, prefix, session, args),
+                key,
                 counter.window,
                 0,
                 ((condition.op, condition.value),),
@@ -267,10 +319,13 @@ def _add_checks(
                 f"non-negative number (it is {shown})"
             )
         amount = float(amount)  # stores keep doubles: SQLite's integers stop at 2**63
+    key = counter_key(counter, prefix, session, call)
+    if key is None:
+        return _no_user(rule, counter)
     checks.append(
         Check(
             position,
-            counter_key(counter, prefix, session, args),
+            key,
             counter.window,
             amount,
             counter.limits,
@@ -281,19 +336,55 @@ def _add_checks(
     return None
 
 
-def counter_key(counter: Counter, prefix: str, session: str, args: dict[str, Any]) -> str:
-    """The store key of a counter for this call: the --state-prefix, the scope and, with
-    ``per``, the argument's value."""
+def counter_key(counter: Counter, prefix: str, session: str, call: _Call) -> str | None:
+    """The store key of a counter for this call: the --state-prefix, the scope (the
+    session, the user) and, with ``per``, the argument's value. None for a per-user
+    counter when the call has no user."""
     key = f"{prefix}{counter.owner}.{counter.name}"
     if counter.scope is Scope.SESSION:
         key = f"{prefix}session:{session}:{counter.owner}.{counter.name}"
+    elif counter.scope is Scope.USER:
+        user = _user(counter, call.identity)
+        if user is None:
+            return None
+        key = f"{prefix}user:{_key_text(user)}:{counter.owner}.{counter.name}"
     if counter.per is not None:
-        value = resolve(args, counter.per)
-        text = "<missing>" if value is MISSING else orjson.dumps(value).decode()
-        if len(text) > _MAX_KEY_VALUE:
-            text = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        value = resolve(call.args, counter.per)
+        text = "<missing>" if value is MISSING else _key_text(value)
         key = f"{key}|{counter.per_path}={text}"
     return key
+
+
+def _user(counter: Counter, identity: Identity | None) -> Any:
+    """Who a per-user counter counts for: the subject, or the user_key claim (a string
+    or a number; anything else cannot tell users apart)."""
+    if identity is None:
+        return None
+    if counter.user_key is None:
+        return identity.subject
+    value = claim(identity.claims, counter.user_key)
+    if type(value) is str and value:
+        return value
+    return value if type(value) in (int, float) else None
+
+
+def _key_text(value: Any) -> str:
+    text = orjson.dumps(value).decode()
+    if len(text) > _MAX_KEY_VALUE:
+        text = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return text
+
+
+def _no_user(rule: Rule, counter: Counter) -> str:
+    if counter.user_key_path is None:
+        return rule.reason or (
+            f'Rule "{rule.name}" counts per user, and this call carries no token that '
+            "tells who the user is"
+        )
+    return rule.reason or (
+        f'Rule "{rule.name}" counts per user by {counter.user_key_path}, and this call '
+        "carries no token with that claim"
+    )
 
 
 def _limit_reason(

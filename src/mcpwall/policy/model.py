@@ -36,6 +36,7 @@ class Op(StrEnum):
 class Scope(StrEnum):
     SESSION = "session"
     GLOBAL = "global"
+    USER = "user"  # the token's subject, or the claim named by user_key (HTTP with --auth)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +52,17 @@ class Window:
 @dataclass(frozen=True, slots=True)
 class Condition:
     path: str  # as written, e.g. "args.amount"
-    steps: tuple[str, ...]  # the path below "args." or the counter's key parts
+    steps: tuple[str, ...]  # the path below "args." / "claims.", or the counter's key parts
     op: Op
     value: Any
     test: Callable[[Any], Verdict]
     line: int
     counter: Counter | None = None  # set for state.* paths
+
+    @property
+    def reads_claims(self) -> bool:
+        """Whether it reads the caller's token (claims.*) rather than the arguments."""
+        return self.path.startswith("claims.")
 
     def describe(self) -> str:
         return f"{self.path} {self.op.value} {self.value!r}"
@@ -83,6 +89,9 @@ class Counter:
     increment_from_path: str | None
     limits: tuple[tuple[Op, float], ...]  # the value after this call must satisfy each
     max_calls: int | None = None  # for rate limits: the N of "N per window"
+    # scope: user keys by the token's subject, or by this claim (user_key: claims.email)
+    user_key: tuple[str, ...] | None = None
+    user_key_path: str | None = None
 
     @property
     def state_path(self) -> str:
@@ -190,6 +199,16 @@ class Policy:
     @property
     def stateful(self) -> bool:
         return bool(self.counters)
+
+    @property
+    def reads_identity(self) -> bool:
+        """Whether a rule needs to know who calls: a scope: user counter, or a
+        condition on claims. Without a token every such rule denies."""
+        if any(counter.scope is Scope.USER for counter in self.counters.values()):
+            return True
+        entries = [*self.entries.values(), *(entry for _, entry in self.globs)]
+        rules = [rule for entry in entries for rule in entry.rules] + list(self.wildcard)
+        return any(c.reads_claims for rule in rules for c in (*rule.when, *rule.require))
 
     def is_hidden(self, tool: str) -> bool:
         if tool in self.hidden:

@@ -12,8 +12,10 @@ A POST's answer is JSON, or an event stream when the server has something to sen
 (progress, or a request of its own); a GET opens the stream for what the server sends
 unasked; DELETE ends the session. The listener binds 127.0.0.1 by default, refuses
 foreign ``Host`` (421) and ``Origin`` (403) headers against DNS rebinding, and with
---auth-token-file wants a bearer token. A client's own headers are never sent upstream,
-except those named by --forward-header.
+--auth-token-file wants a bearer token, or with --auth an OAuth access token (checked by
+mcpwall.auth; a session then belongs to the token's subject, and the relay judges its
+calls with that identity). A client's own headers are never sent upstream, except those
+named by --forward-header.
 """
 
 from __future__ import annotations
@@ -31,15 +33,19 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
 
 from mcpwall import jsonrpc
+from mcpwall.auth import Identity
 from mcpwall.proxy.link import LinkEvents, ServerLink
 from mcpwall.proxy.relay import SERVER_MESSAGE, Deliver, Related, Send, Session
 from mcpwall.proxy.sse import encode
+
+if TYPE_CHECKING:
+    from mcpwall.auth.resource import Authenticator
 
 log = logging.getLogger("mcpwall")
 
@@ -68,6 +74,7 @@ class ListenerOptions:
     session_header: str | None = None
     forward_headers: tuple[str, ...] = ()
     max_message: int = 256 * 1024 * 1024
+    authenticator: Authenticator | None = None
 
 
 MakeBackend = Callable[[LinkEvents, dict[str, str]], ServerLink]
@@ -112,9 +119,12 @@ class _Client:
     """One client session, or the stateless requests of one identity: the relay session
     and the server behind it."""
 
-    def __init__(self, listener: HttpListener, key: str, stateless: bool) -> None:
+    def __init__(
+        self, listener: HttpListener, key: str, stateless: bool, owner: str | None = None
+    ) -> None:
         self.key = key
         self.stateless = stateless
+        self.owner = owner  # the subject whose token opened the session, under --auth
         self.forwarded: dict[str, str] = {}
         self.link = listener.make_backend(self, self.forwarded)
         # The session id is a secret (who knows it can use the session): logs and
@@ -309,18 +319,27 @@ class HttpListener:
         if scope["type"] != "http":
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        auth = self.options.authenticator
         try:
-            if scope["path"] not in PATHS:
+            if scope["path"] not in PATHS and (auth is None or scope["path"] not in auth.paths):
                 raise _Reply(404, "Not found: the MCP endpoint is /mcp")
             self._check_host_and_origin(headers)
-            self._check_auth(headers)
+            identity = None
+            if auth is None:
+                self._check_auth(headers)
+            else:
+                outcome = await auth.authenticate(scope, headers)
+                if not isinstance(outcome, Identity):
+                    await _respond(send, outcome.status, outcome.body, outcome.headers)
+                    return
+                identity = outcome
             method = scope["method"]
             if method == "POST":
-                await self._post(headers, receive, send)
+                await self._post(headers, receive, send, identity)
             elif method == "GET":
-                await self._get(headers, receive, send)
+                await self._get(headers, receive, send, identity)
             elif method == "DELETE":
-                await self._delete(headers, send)
+                await self._delete(headers, send, identity)
             else:
                 raise _Reply(
                     405, f"Method {method} not allowed", headers={"allow": "GET, POST, DELETE"}
@@ -362,7 +381,9 @@ class HttpListener:
 
     # -- POST: messages from the client -------------------------------------------------
 
-    async def _post(self, headers: dict[str, str], receive: Receive, send: ASGISend) -> None:
+    async def _post(
+        self, headers: dict[str, str], receive: Receive, send: ASGISend, identity: Identity | None
+    ) -> None:
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             raise _Reply(415, "Unsupported media type: the body must be application/json")
@@ -381,10 +402,11 @@ class HttpListener:
         modern = _modern_version(message)
         if modern is not None:
             _check_mirrored_headers(headers, message, modern)
-            client = await self._stateless_client(headers)
+            client = await self._stateless_client(headers, identity)
         else:
-            client = await self._session_client(headers, message)
+            client = await self._session_client(headers, message, identity)
         client.last_used = time.monotonic()
+        client.session.identity = identity  # the calls of this POST are judged as its token's
         for name in self.options.forward_headers:
             if name.lower() in headers:
                 client.forwarded[name] = headers[name.lower()]
@@ -444,11 +466,13 @@ class HttpListener:
             data, complete = await exchange.queue.get()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _session_client(self, headers: dict[str, str], message: Any) -> _Client:
+    async def _session_client(
+        self, headers: dict[str, str], message: Any, identity: Identity | None
+    ) -> _Client:
         session = headers.get("mcp-session-id")
         if session is not None:
-            client = self._clients.get(session)
-            if client is None or client.stateless:
+            client = self._owned(session, identity)
+            if client is None:
                 raise _Reply(404, "Session not found: start a new one with initialize")
             return client
         if not _is_initialize(message):
@@ -456,13 +480,14 @@ class HttpListener:
         if len(self._clients) >= MAX_SESSIONS:
             raise _Reply(503, "Too many sessions: try again later")
         key = secrets.token_urlsafe(24)
-        client = self._clients[key] = _Client(self, key, stateless=False)
+        owner = identity.subject if identity is not None else None
+        client = self._clients[key] = _Client(self, key, stateless=False, owner=owner)
         await self._start(client)
         log.info("new client session %s", key[:8])
         return client
 
-    async def _stateless_client(self, headers: dict[str, str]) -> _Client:
-        identity = self._identity(headers)
+    async def _stateless_client(self, headers: dict[str, str], user: Identity | None) -> _Client:
+        identity = self._identity(headers, user)
         client = self._clients.get(identity)
         if client is None:
             # Identities are the client's to choose (--session-header): each new one
@@ -488,10 +513,14 @@ class HttpListener:
             ) from exc
         client.started.set_result(True)
 
-    def _identity(self, headers: dict[str, str]) -> str:
-        """Who a stateless request comes from, for scope: session counters."""
+    def _identity(self, headers: dict[str, str], user: Identity | None) -> str:
+        """Who a stateless request comes from, for scope: session counters. Under
+        --auth, the token's subject (a token is renewed, its subject stays), and the
+        session header apart within it: one user cannot name another's sessions."""
         named = self.options.session_header
-        if named and headers.get(named.lower()):
+        if user is not None:
+            value = user.subject + "\n" + headers.get((named or "").lower(), "")
+        elif named and headers.get(named.lower()):
             value = headers[named.lower()]
         elif headers.get("authorization"):
             value = headers["authorization"]
@@ -505,18 +534,31 @@ class HttpListener:
             return "stateless:anonymous"
         return "stateless:" + hashlib.sha256(value.encode()).hexdigest()[:32]
 
+    def _owned(self, session: str, identity: Identity | None) -> _Client | None:
+        """The client session by this id, if the request may use it: under --auth only
+        with a token of the subject that opened it (a session id that leaked is of no
+        use to another user)."""
+        client = self._clients.get(session)
+        if client is None or client.stateless:
+            return None
+        if client.owner != (identity.subject if identity is not None else None):
+            return None
+        return client
+
     # -- GET: the stream of what the server sends unasked ----------------------------------
 
-    async def _get(self, headers: dict[str, str], receive: Receive, send: ASGISend) -> None:
+    async def _get(
+        self, headers: dict[str, str], receive: Receive, send: ASGISend, identity: Identity | None
+    ) -> None:
         if "text/event-stream" not in headers.get("accept", ""):
             raise _Reply(406, "Not acceptable: a GET stream is text/event-stream")
         session = headers.get("mcp-session-id")
-        client = self._clients.get(session or "")
+        client = self._owned(session or "", identity)
         if session is None:
             raise _Reply(
                 405, "No session: stateless requests have no GET stream", headers={"allow": "POST"}
             )
-        if client is None or client.stateless:
+        if client is None:
             raise _Reply(404, "Session not found: start a new one with initialize")
         stream: asyncio.Queue[bytes] = asyncio.Queue()
         for data in client.backlog:
@@ -553,10 +595,12 @@ class HttpListener:
 
     # -- DELETE: the end of a session -----------------------------------------------------
 
-    async def _delete(self, headers: dict[str, str], send: ASGISend) -> None:
+    async def _delete(
+        self, headers: dict[str, str], send: ASGISend, identity: Identity | None
+    ) -> None:
         session = headers.get("mcp-session-id")
-        client = self._clients.get(session or "")
-        if client is None or client.stateless:
+        client = self._owned(session or "", identity)
+        if client is None:
             # Looked at before it is taken out: a DELETE naming a stateless identity
             # (its key is known to whoever knows the identity) used to drop it from the
             # map unclosed, its server left running, a new one started by the next

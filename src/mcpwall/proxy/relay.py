@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mcpwall import jsonrpc
+from mcpwall.auth import Identity
 from mcpwall.engine.gate import Decision, Gate
 from mcpwall.policy.model import Policy, Rule
 from mcpwall.proxy import approval
@@ -153,6 +154,9 @@ class Session:
         self._approval_ids = (f"{self._approval_prefix}{n}" for n in itertools.count(1))
         self._debug = log.isEnabledFor(logging.DEBUG)
         self.protocol_version: str | None = None
+        # Who sends the calls being read, when a token told (HTTP with --auth): set by
+        # the transport before each message, read by the gate and the audit log.
+        self.identity: Identity | None = None
 
     @property
     def pending_count(self) -> int:
@@ -268,7 +272,7 @@ class Session:
         if plan.refusal is None and (plan.validate_arguments or policy.pin_mode == "enforce"):
             refusal = self._tools.refusal(policy, plan, args)
         if refusal is None:
-            decision = self._gate.judge(policy, self.id, name, args)
+            decision = self._gate.judge(policy, self.id, name, args, identity=self.identity)
         else:
             rule, reason = refusal
             decision = Decision(policy.monitor, name, rule, reason, monitored=policy.monitor)
@@ -277,6 +281,7 @@ class Session:
             decision.latency_us = (time.perf_counter_ns() - self._received) / 1000
             decision.policy_digest = policy.digest
             decision.args = args
+            decision.subject = self.identity.subject if self.identity is not None else None
             for observer in self._observers:
                 observer.decided(self.id, decision, self._received_size)
             if not has_id and decision.allowed:  # a notification: no answer will come
