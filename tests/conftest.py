@@ -19,6 +19,15 @@ NPM = ROOT / "npm" / "node_modules"
 BIN = Path(sys.executable).parent
 MCPWALL = str(BIN / "mcpwall")
 
+# PolicyLayer Intercept's published policies (policies/, one per MCP server) and test
+# fixtures (testdata/), from github.com/policylayer/intercept. They are third-party files,
+# so the repository does not hold them: CI provides them beside the checkout.
+INTERCEPT = ROOT.parent.parent / "shared" / "compat" / "intercept"
+needs_intercept = pytest.mark.skipif(
+    not INTERCEPT.is_dir(),
+    reason=f"the Intercept corpus is not at {INTERCEPT}: it is not part of this repository",
+)
+
 
 @pytest.fixture
 def anyio_backend() -> str:

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
+import os
 import queue
+import select
 import shutil
 import socket
 import subprocess
+import sys
+import termios
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 TIMEOUT = 10.0
 
@@ -123,13 +131,70 @@ class RawProxy:
                 pipe.close()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+def wait_for(
+    predicate: Callable[[], bool], timeout: float = TIMEOUT, what: str = "the condition"
+) -> None:
+    """Wait, at most ``timeout`` seconds, until ``predicate`` holds. Files and pipes give
+    no event to block on portably, so this polls: its pause is the only sleep in the
+    tests, and it never stands in for the thing waited on."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("the condition did not come true in time")
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not come true within {timeout} s")
+        time.sleep(0.01)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    """``wait_for`` from async code: it polls in a worker thread, so the loop goes on."""
+    await anyio.to_thread.run_sync(wait_for, predicate, timeout)
+
+
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes] | None = None, timeout: float = 15
+) -> None:
+    """Wait until something accepts connections on ``port``; fail at once if the
+    ``process`` meant to listen there has exited."""
+
+    def listening() -> bool:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the server exited with status {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        except OSError:
+            return False
+        return True
+
+    wait_for(listening, timeout)
+
+
+def release(wire: Path, count: int = 1) -> None:
+    """Let ``count`` held calls (the raw recorder's ``slow`` with ``{"hold": true}``, and
+    ``block``) be answered, on every raw recorder writing ``wire``. Each recorder reads a
+    FIFO of its own beside that file and answers one held call per byte, so a release
+    that comes before the call is not lost."""
+    live = 0
+    for fifo in wire.parent.glob(f"{wire.name}.release-*"):
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # no reader: that recorder has exited
+                continue
+            raise
+        try:
+            os.write(fd, b"r" * count)
+        finally:
+            os.close(fd)
+        live += 1
+    assert live, f"no raw recorder is running with MCPWALL_TEST_WIRE={wire}"
+
+
+def pipe_full(pipe: Any) -> bool:
+    """Whether a pipe holds about as many unread bytes as it can: its reader has stopped.
+    A pipe is a ring of pages; a reader that stopped inside the first and a writer that
+    wants its small write whole (PIPE_BUF) can leave up to a page free at each end."""
+    fd = pipe.fileno()
+    unread = int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"), sys.byteorder)
+    return unread > fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) - 2 * select.PIPE_BUF
 
 
 def rss_mb(pid: int) -> float:
@@ -243,12 +308,10 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            if self.command("PING") == b"+PONG\r\n":
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"redis-server did not answer on port {self.port}")
+        wait_for(
+            lambda: self.command("PING") == b"+PONG\r\n",
+            what=f"redis-server answering on port {self.port}",
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -280,3 +343,27 @@ def audit_events(home: Path, kind: str) -> list[dict[str, Any]]:
         for event in map(json.loads, path.read_text().splitlines())
         if event["type"] == kind
     ]
+
+
+# Messages with two keys in one object that a Go server reads as one: encoding/json
+# matches keys to struct fields ignoring case, folding the long s (U+017F) to "s" and
+# the Kelvin sign (U+212A) to "k", and keeps the last. Each must be refused whole.
+GO_FOLDED = [
+    b'{"jsonrpc":"2.0","id":1,"method":"ping","METHOD":"tools/call",'
+    b'"params":{"name":"pods_delete"}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","Name":"pods_delete"}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
+    b'"arguments":{"replicas":1,"Replicas":500}}}',
+    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
+    b'"arguments":{"resource":{"kind":"Pod","\\u212aind":"Secret"}}}}',
+    (
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
+        '"arguments":{"resource":{"kind":"Pod","\u212aind":"Secret"}}}}'
+    ).encode(),
+    (
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
+        '"arguments":{"ok":true},"argument\u017f":{"namespace":"kube-system"}}}'
+    ).encode(),
+    b'[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",'
+    b'"NAME":"pods_delete"}}]',
+]

@@ -19,7 +19,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from mcpwall import jsonrpc
+from mcpwall import mcp
 
 # default deny; only echo with a number n <= 10 may reach the server.
 POLICY = """
@@ -220,15 +220,15 @@ def answers_owed(line: bytes, limit: int) -> Counter[str]:
     if len(line.rstrip(b"\n")) > limit or not line.strip():
         return Counter()
     try:
-        value = jsonrpc.decode_strict(line)
-    except jsonrpc.Malformed:
+        value = mcp.decode_strict(line)
+    except mcp.Malformed:
         return Counter()
     items = value if type(value) is list else [value]
     return Counter(id_key(item["id"]) for item in items if _owed_an_answer(item))
 
 
 def _owed_an_answer(item: Any) -> bool:
-    if type(item) is not dict or "id" not in item or not jsonrpc.valid_id(item["id"]):
+    if type(item) is not dict or "id" not in item or not mcp.valid_id(item["id"]):
         return False
     client_response = item.get("method") is None and ("result" in item or "error" in item)
     return not client_response
@@ -251,7 +251,7 @@ def answered(output: bytes) -> Counter[str]:
 def forwarded_calls_are_allowed(line: bytes) -> None:
     """A line mcpwall sent the server: one meaning only, and its every tools/call one the
     policy allows (echo with a number n <= 10)."""
-    value = jsonrpc.decode_strict(line)
+    value = mcp.decode_strict(line)
     for item in value if type(value) is list else [value]:
         assert type(item) is dict
         if item.get("method") != "tools/call":

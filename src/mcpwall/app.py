@@ -20,13 +20,14 @@ from mcpwall.policy import load_policy
 from mcpwall.proxy.approval import Seal
 from mcpwall.proxy.child import ServerProcess
 from mcpwall.proxy.link import LinkEvents, ServerLink
-from mcpwall.proxy.relay import Deliver, Observer, Send, Session
+from mcpwall.proxy.record import Observer
+from mcpwall.proxy.relay import Deliver, Send, Session
 from mcpwall.proxy.stdio import DEFAULT_MAX_MESSAGE, StdioProxy
 from mcpwall.proxy.tools import ToolView
 from mcpwall.state import open_store
 
 if TYPE_CHECKING:
-    from mcpwall.proxy.http_listener import ListenerOptions
+    from mcpwall.proxy.http import ListenerOptions
 
 log = logging.getLogger("mcpwall")
 
@@ -79,7 +80,11 @@ class Operations:
 
     @property
     def observers(self) -> list[Observer]:
-        return [o for o in (self.audit, self.metrics) if o is not None]
+        found: list[Observer] = []
+        for observer in (self.audit, self.metrics):
+            if observer is not None:
+                found.append(observer)
+        return found
 
     def reloaded(self, ok: bool, digest: str, errors: list[str]) -> None:
         for sink in (self.audit, self.metrics):
@@ -259,7 +264,7 @@ def run_http(
     call_timeout: float | None = None,
 ) -> int:
     """Serve Streamable HTTP to many clients until stopped (SIGINT, SIGTERM)."""
-    from mcpwall.proxy.http_listener import HttpListener
+    from mcpwall.proxy.http import HttpListener
 
     run = _Run(
         policy_path,

@@ -7,11 +7,11 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import MCPWALL, kubernetes_server
+from tests.helpers import wait_for_port as wait_for_port  # the catalog tests import it here
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -67,14 +67,3 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited with status {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listened on port {port} within {timeout} s")

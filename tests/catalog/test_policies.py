@@ -159,17 +159,17 @@ MAIN_DECISIONS: list[tuple[str, dict[str, Any], tuple[bool, str | None]]] = [
         },
         denied("graceful only"),
     ),
-    # manifests: tripwires on the text
+    # manifests: read as the server reads them
     ("resources_create_or_update", manifest(), ALLOWED),
     (
         "resources_create_or_update",
         manifest(namespace="team-a-evil"),
-        denied("explicit allowed namespace"),
+        denied("allowed namespaces"),
     ),
     (
         "resources_create_or_update",
         manifest(namespace="kube-system"),
-        denied("no system namespaces"),
+        denied("allowed namespaces"),
     ),
     ("resources_create_or_update", manifest("secret"), denied("no sensitive kinds")),
     ("resources_create_or_update", {"resource": JSON_SECRET}, denied("no sensitive kinds")),
@@ -182,12 +182,28 @@ MAIN_DECISIONS: list[tuple[str, dict[str, Any], tuple[bool, str | None]]] = [
     (
         "resources_create_or_update",
         {"resource": '{"kind": "\\u0053ecret", "metadata": {"namespace": "team-a"}}'},
-        denied("no escapes or tags that hide a kind"),
+        denied("no sensitive kinds"),
     ),
     (
         "resources_create_or_update",
         {"resource": "---\n".join([manifest()["resource"]] * 2)},
-        denied("one document per call"),
+        ALLOWED,
+    ),
+    (
+        "resources_create_or_update",
+        {"resource": "---\n".join([manifest()["resource"], manifest("Secret")["resource"]])},
+        denied("no sensitive kinds"),
+    ),
+    (
+        "resources_create_or_update",
+        {"resource": "kind: ConfigMap\nkind: Secret\n"},
+        denied("(structured arguments)"),
+    ),
+    ("pods_exec", {"namespace": "team-a", "name": "p", "command": ["ls"]}, ALLOWED),
+    (
+        "pods_exec",
+        {"namespace": "team-a", "name": "p", "command": ["/bin/sh", "-c", "id"]},
+        denied("no shells or interpreters"),
     ),
     # the cluster is pinned: a named context must be a known one
     ("pods_list_in_namespace", {"namespace": "team-a", "context": "dev-cluster"}, ALLOWED),

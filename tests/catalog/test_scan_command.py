@@ -158,7 +158,7 @@ def test_scan_over_http_sends_the_headers_it_is_given(http_server: str) -> None:
             "the MCP server closed the connection before listing its tools "
             "(it said: kubeconfig not found)",
         ),
-        (["--timeout", "1", "--", "sh", "-c", "echo not-json; sleep 30"], "within 1 s"),
+        (["--timeout", "1", "--", "sh", "-c", "echo not-json; cat >/dev/null"], "within 1 s"),
         (["--upstream", "http://127.0.0.1:1/mcp"], "cannot connect to http://127.0.0.1:1/mcp"),
         (["-o", "/no/such/dir/policy.yaml", "--", *PAGED_SERVER], "cannot write"),
     ],

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MCPWALL, server_cmd
-
-COMPAT = Path(__file__).resolve().parents[1] / "compat" / "intercept"
+from tests.conftest import INTERCEPT, MCPWALL, needs_intercept, server_cmd
 
 
 def mcpwall(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -28,8 +26,9 @@ def test_every_command_has_help(command: list[str]) -> None:
     assert result.stdout.startswith("usage: mcpwall")
 
 
+@needs_intercept
 def test_validate_lists_every_error_with_file_line_col_and_hint() -> None:
-    path = COMPAT / "testdata" / "invalid_schema.yaml"
+    path = INTERCEPT / "testdata" / "invalid_schema.yaml"
     result = mcpwall("validate", "-c", str(path))
     assert result.returncode == 1
     lines = result.stdout.splitlines()
@@ -51,16 +50,18 @@ def test_validate_json(write_policy: Callable[..., Path]) -> None:
     assert body["problems"][1]["line"] == 2 and body["problems"][1]["hint"]
 
 
+@needs_intercept
 def test_validate_accepts_a_valid_policy() -> None:
-    result = mcpwall("validate", "-c", str(COMPAT / "testdata" / "valid_policy.yaml"))
+    result = mcpwall("validate", "-c", str(INTERCEPT / "testdata" / "valid_policy.yaml"))
     assert result.returncode == 0
     assert "valid: 5 tool entries" in result.stdout
 
 
+@needs_intercept
 def test_check_says_allowed_or_denied_by_exit_status(
     write_policy: Callable[..., Path], home: Path
 ) -> None:
-    policy = str(COMPAT / "testdata" / "valid_policy.yaml")
+    policy = str(INTERCEPT / "testdata" / "valid_policy.yaml")
     allowed = mcpwall(
         "check", "-c", policy, "create_charge", "--args", '{"amount": 100, "currency": "usd"}'
     )

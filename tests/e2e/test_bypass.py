@@ -18,7 +18,16 @@ from typing import Any
 import pytest
 
 from tests.conftest import server_cmd
-from tests.helpers import RawProxy, call, initialize, received, received_calls
+from tests.helpers import (
+    GO_FOLDED,
+    RawProxy,
+    call,
+    initialize,
+    received,
+    received_calls,
+    release,
+    wait_for,
+)
 
 POLICY = """
 version: "1"
@@ -240,7 +249,7 @@ def test_what_could_be_read_two_ways_is_refused_whole(
     start: Callable[..., RawProxy], wire: Path
 ) -> None:
     proxy = start()
-    for raw in READ_TWO_WAYS:
+    for raw in READ_TWO_WAYS + GO_FOLDED:
         before = len(received(wire))
         reply = proxy.request(raw)
         assert reply["id"] is None and reply["error"]["code"] == -32700, raw
@@ -414,11 +423,12 @@ def test_a_pending_id_cannot_be_reused_from_a_batch_or_as_minus_zero(
     start: Callable[..., RawProxy], wire: Path
 ) -> None:
     proxy = start()
-    proxy.send(call(0, "slow", {"seconds": 1}))  # pending while the reuses arrive
+    proxy.send(call(0, "slow", {"hold": True}))  # pending while the reuses arrive
     proxy.send([call(0, "echo")])
     assert proxy.recv()[0]["error"]["code"] == -32600
     proxy.send(b'{"jsonrpc":"2.0","id":-0,"method":"tools/call","params":{"name":"echo"}}')
     assert proxy.recv()["error"]["code"] == -32600
+    release(wire)
     assert proxy.recv()["result"]["content"][0]["text"] == "slow done"
     assert received_calls(wire) == ["slow"]
     # Answered, the id is free again; so is a denied call's, which never was pending.
@@ -446,9 +456,12 @@ def test_a_response_forged_by_the_client_is_not_an_answer_mcpwall_acts_on(
     the server's and gives the call's spend back. mcpwall passes it on to the server (it
     is addressed there), keeps waiting for the server's answer, and settles on that."""
     proxy = start()
-    proxy.send(call(1, "slow", {"seconds": 0.5}))
+    proxy.send(call(1, "slow", {"hold": True}))
     proxy.send({"jsonrpc": "2.0", "id": 1, "error": {"code": -32603, "message": "refund me"}})
     proxy.send({"jsonrpc": "2.0", "id": "never-asked", "result": {"content": []}})
+    # The forgeries went on to the server (they are addressed there) while call 1 waited.
+    wait_for(lambda: b"never-asked" in received(wire)[-1])
+    release(wire)
     assert proxy.recv() == {
         "jsonrpc": "2.0",
         "id": 1,
@@ -456,7 +469,7 @@ def test_a_response_forged_by_the_client_is_not_an_answer_mcpwall_acts_on(
     }
     still_in_sync(proxy)  # one answer for the call, none for the forgeries
     # The spend of call 1 was kept: a second slow call goes over the limit of one.
-    assert "slow spend" in denial_text(proxy.request(call(2, "slow", {"seconds": 0})))
+    assert "slow spend" in denial_text(proxy.request(call(2, "slow", {})))
     assert received_calls(wire) == ["slow"]
     # A "response" that names a method is a request, and is judged as one.
     hybrid = {**call(3, "pods_delete"), "result": {}}

@@ -36,7 +36,7 @@ from tests.e2e.test_bypass import (
     REWRITTEN_CALLS,
     UNREADABLE_PARAMS,
 )
-from tests.helpers import call, received, received_calls
+from tests.helpers import GO_FOLDED, call, received, received_calls, release, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -246,15 +246,6 @@ def nothing_denied_reached(wire: Path) -> None:
     assert DENIED.isdisjoint(received_calls(wire))
 
 
-async def until_received(wire: Path, name: str, count: int = 1) -> None:
-    """Wait until ``name`` has reached the recorder ``count`` times."""
-    for _ in range(int(TIMEOUT / 0.02)):
-        if received_calls(wire).count(name) >= count:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{name} never reached the server")
-
-
 @pytest.fixture
 def start(
     write_policy: Callable[..., Path], wire: Path, home: Path
@@ -314,6 +305,7 @@ async def test_empty_batches_and_batches_of_refusals_reach_nothing(
     start: Callable[..., Listener], http: httpx.AsyncClient, wire: Path
 ) -> None:
     agent = await open_session(http, start().url)
+    await agent.in_sync()  # the server has read the handshake: the count below is settled
     before = len(received(wire))
     empty = await agent.post([])
     assert empty.status == 200
@@ -395,7 +387,8 @@ async def test_what_could_be_read_two_ways_is_refused_whole(
     start: Callable[..., Listener], http: httpx.AsyncClient, wire: Path
 ) -> None:
     agent = await open_session(http, start().url)
-    for raw in HTTP_READ_TWO_WAYS:
+    await agent.in_sync()  # the server has read the handshake: the counts below are settled
+    for raw in HTTP_READ_TWO_WAYS + GO_FOLDED:
         before = len(received(wire))
         error = refusal(await agent.post(raw), 400, -32700)
         assert error["message"].startswith("Parse error"), raw
@@ -657,14 +650,15 @@ async def test_stateless_clients_reusing_a_pending_id_each_get_their_own_answer(
     new identity was starting, and its POST waited for ever."""
     url = start("--session-header", "X-Agent").url
     agents = [Agent(http, url, {"X-Agent": name}) for name in ("a", "a", "b")]
-    slow = modern(call(7, "slow", {"seconds": 2}))
+    slow = modern(call(7, "slow", {"hold": True}))
     pending = [asyncio.ensure_future(agent.post(slow, mirrored(slow))) for agent in agents]
-    await until_received(wire, "slow", 3)
+    await wait_until(lambda: received_calls(wire).count("slow") == 3)
     for index, agent in enumerate(agents):
         echo = modern(call(7, "echo", {"agent": index}))
         reply = await agent.request(echo, mirrored(echo))
         assert reply["id"] == 7
         assert reply["result"]["structuredContent"]["arguments"] == {"agent": index}
+    release(wire, 2)  # identity "a" holds two, "b" one
     for reply in await asyncio.gather(*pending):
         assert reply.status == 200
         assert reply.one["id"] == 7 and reply.one["result"]["content"][0]["text"] == "slow done"
@@ -918,18 +912,20 @@ async def test_sigterm_ends_open_streams_and_answers_pending_calls(
     waiting call gets an error, and the stream ends."""
     wall = start()
     agent = await open_session(http, wall.url, "2025-11-25")
+    opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     asked: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     async def listen() -> int:
         headers = {"Accept": "text/event-stream", **agent.headers}
         async with http.stream("GET", wall.url, headers=headers) as response:
+            opened.set_result(None)  # mcpwall has answered the GET: the stream is open
             async for line in response.aiter_lines():
                 if line.startswith("data:") and not asked.done():
                     asked.set_result(json.loads(line[5:]))
             return response.status_code
 
     stream = asyncio.ensure_future(listen())
-    await asyncio.sleep(0.3)  # the GET stream is open before the call is made
+    await asyncio.wait_for(opened, TIMEOUT)  # the stream is open before the call is made
     pending = asyncio.ensure_future(agent.post(call(1, "ask")))
     # The server's question comes on the GET stream; the call waits for its answer.
     question = await asyncio.wait_for(asked, TIMEOUT)

@@ -27,8 +27,10 @@ from tests.helpers import (
     RedisServer,
     call,
     initialize,
+    pipe_full,
     received,
     received_calls,
+    release,
     rss_mb,
     wait_for,
 )
@@ -94,8 +96,8 @@ def test_a_server_crash_mid_call_answers_every_pending_call_and_gives_back_its_s
         policy, server_cmd("raw_recorder.py"), *state, "--events-dir", str(events_dir)
     )
     initialize(proxy)
-    proxy.send(call(1, "slow", {"seconds": 60, "amount": 4}))
-    proxy.send(call(2, "slow", {"seconds": 60, "amount": 6}))
+    proxy.send(call(1, "slow", {"hold": True, "amount": 4}))
+    proxy.send(call(2, "slow", {"hold": True, "amount": 6}))
     proxy.send(call(3, "crash", {"amount": 10}))
     replies = [proxy.recv() for _ in range(3)]
     assert sorted(reply["id"] for reply in replies) == [1, 2, 3]
@@ -131,7 +133,7 @@ def test_call_timeout_answers_once_settles_and_drops_the_late_answer(
     )
     initialize(proxy)
     started = time.monotonic()
-    proxy.send(call(1, "slow", {"seconds": 2, "amount": 10}))
+    proxy.send(call(1, "slow", {"hold": True, "amount": 10}))
     proxy.send(call(2, "echo"))  # the session goes on meanwhile
     answers = {}
     while 1 not in answers:
@@ -156,10 +158,11 @@ def test_call_timeout_answers_once_settles_and_drops_the_late_answer(
     assert cancel["params"]["requestId"] == 1
     assert proxy.request(call(1, "echo"))["error"]["code"] == -32600
     # The late answer comes, and is dropped: one answer per request, ever.
+    release(wire)
     wait_for(lambda: "late answer to request 1" in proxy.stderr)
     proxy.no_more()
     # Settled as a failed call: the spend was given back, so 10 fits again.
-    again = proxy.request(call(1, "slow", {"seconds": 0, "amount": 10}))
+    again = proxy.request(call(1, "slow", {"amount": 10}))
     assert again["result"]["content"][0]["text"] == "slow done"
     assert not check(policy, "slow", {"amount": 1}, *state)  # that one was spent
     assert received_calls(wire) == ["slow", "echo", "slow"]
@@ -169,42 +172,12 @@ def test_call_timeout_answers_once_settles_and_drops_the_late_answer(
     assert first["upstream_error"] == "no answer within 0.5 s"
 
 
-def test_call_timeout_inside_a_batch_completes_the_batch_answer(
-    raw_proxy: Callable[..., RawProxy], policy: Path, wire: Path
-) -> None:
-    proxy = raw_proxy(
-        policy,
-        server_cmd("raw_recorder.py"),
-        "--state-dsn",
-        "memory:",
-        "--call-timeout",
-        "0.5",
-    )
-    initialize(proxy, version="2025-03-26")
-    proxy.send(
-        [call(1, "slow", {"seconds": 1.5, "amount": 1}), call(2, "echo"), call(3, "pods_delete")]
-    )
-    # The server's answer to what it answered at once, with the denial mcpwall held for
-    # the batch; for the call the server sat on, the timeout: one answer each.
-    answers: dict[int, dict[str, Any]] = {}
-    while len(answers) < 3:
-        for item in proxy.recv():
-            assert item["id"] not in answers, item
-            answers[item["id"]] = item
-    assert answers[1]["error"]["code"] == -32001
-    assert answers[2]["result"]["structuredContent"]["name"] == "echo"
-    assert "no pod deletion" in answers[3]["result"]["content"][0]["text"]
-    wait_for(lambda: "late answer to request 1" in proxy.stderr)
-    proxy.no_more()
-    assert received_calls(wire) == ["slow", "echo"]
-
-
 def test_a_server_that_never_answers_without_a_timeout_ends_with_the_client(
     raw_proxy: Callable[..., RawProxy], policy: Path
 ) -> None:
     proxy = raw_proxy(policy, server_cmd("raw_recorder.py"), "--state-dsn", "memory:")
     initialize(proxy)
-    proxy.send(call(1, "slow", {"seconds": 3600, "amount": 1}))
+    proxy.send(call(1, "slow", {"hold": True, "amount": 1}))
     proxy.close_stdin()  # the server reads EOF and exits; the call is answered
     reply = proxy.recv()
     assert reply["id"] == 1 and reply["error"]["code"] == -32000
@@ -248,11 +221,10 @@ def test_a_client_that_stops_reading_holds_the_server_back_not_mcpwalls_memory(
         daemon=True,
     )
     writer.start()
-    peak = before
-    for _ in range(15):
-        time.sleep(0.1)
-        peak = max(peak, rss_mb(proxy.process.pid))
-    assert writer.is_alive()  # mcpwall stopped reading it
+    # mcpwall has stopped reading the client once the pipe to it is full.
+    wait_for(lambda: pipe_full(proxy.process.stdin), what="mcpwall's stdin filling up")
+    peak = rss_mb(proxy.process.pid)
+    assert writer.is_alive() and pipe_full(proxy.process.stdin)  # and it stays stopped
     proxy.resume_reading()
     seen, denials = [], 0
     while len(seen) < 1000 or denials < 100_000:
@@ -267,25 +239,25 @@ def test_a_client_that_stops_reading_holds_the_server_back_not_mcpwalls_memory(
 
 
 def test_a_server_that_stops_reading_holds_the_client_back_not_mcpwalls_memory(
-    raw_proxy: Callable[..., RawProxy], policy: Path
+    raw_proxy: Callable[..., RawProxy], policy: Path, wire: Path
 ) -> None:
     proxy = raw_proxy(policy, server_cmd("raw_recorder.py"), "--state-dsn", "memory:")
     initialize(proxy)
     before = rss_mb(proxy.process.pid)
-    proxy.send(call("block", "block", {"seconds": 2}))
+    proxy.send(call("block", "block"))
     blob = "x" * 100_000
     writer = threading.Thread(
         target=lambda: [proxy.send(call(n, "echo", {"blob": blob})) for n in range(500)],
         daemon=True,
     )
     writer.start()
-    peak = before
-    for _ in range(15):
-        time.sleep(0.1)
-        peak = max(peak, rss_mb(proxy.process.pid))
+    # Everything between the client and the server is full: the pipe into mcpwall too.
+    wait_for(lambda: pipe_full(proxy.process.stdin), what="mcpwall's stdin filling up")
+    peak = rss_mb(proxy.process.pid)
     print(f"\nblocked server: 50 MB of calls waiting; RSS {before:.1f}, peak {peak:.1f} MiB")
-    assert writer.is_alive()  # the client is held back by the pipes
+    assert writer.is_alive() and pipe_full(proxy.process.stdin)  # the client is held back
     assert peak - before < RSS_SLACK_MB
+    release(wire)  # the server reads again
     answered = {proxy.recv()["id"] for _ in range(501)}
     assert answered == {"block", *range(500)}
 
@@ -331,10 +303,10 @@ def test_a_locked_state_file_waits_then_fails_closed_and_recovers(
     state_dir = tmp_path / "state"
     proxy = raw_proxy(policy, server_cmd("raw_recorder.py"), "--state-dir", str(state_dir))
     initialize(proxy)
-    assert "result" in proxy.request(call(1, "slow", {"seconds": 0, "amount": 1}))
+    assert "result" in proxy.request(call(1, "slow", {"amount": 1}))
     holder = locker(state_dir / "state.sqlite")
     started = time.monotonic()
-    proxy.send(call(2, "slow", {"seconds": 0, "amount": 1}))  # needs the store
+    proxy.send(call(2, "slow", {"amount": 1}))  # needs the store
     proxy.send(call(3, "pods_delete"))  # needs none
     refused = proxy.recv(timeout=15)
     waited = time.monotonic() - started
@@ -348,7 +320,7 @@ def test_a_locked_state_file_waits_then_fails_closed_and_recovers(
     holder.stdin.close()
     holder.wait(timeout=10)
     # The lock is gone: the store is used again, and the refused call spent nothing.
-    again = proxy.request(call(4, "slow", {"seconds": 0, "amount": 9}))
+    again = proxy.request(call(4, "slow", {"amount": 9}))
     assert again["result"]["content"][0]["text"] == "slow done"
     proxy.close_stdin()
     assert proxy.wait() == 0
@@ -367,18 +339,31 @@ def test_a_corrupt_state_file_fails_closed_without_a_crash(
     proxy = raw_proxy(policy, server_cmd("raw_recorder.py"), "--state-dir", str(state_dir))
     initialize(proxy)
     if when == "while running":
-        assert "result" in proxy.request(call(1, "slow", {"seconds": 0, "amount": 1}))
+        assert "result" in proxy.request(call(1, "slow", {"amount": 1}))
         for path in state_dir.iterdir():  # the file and its write-ahead log
             path.write_bytes(garbage)
-    for number in (2, 3):
-        refused = proxy.request(call(number, "slow", {"seconds": 0, "amount": 1}))
+
+    def refused_everything_but_the_denial(number: object) -> None:
+        refused = proxy.request(call(number, "slow", {"amount": 1}))
         assert "state store is unavailable" in refused["result"]["content"][0]["text"]
         allowed = proxy.request(call(f"e{number}", "echo"))  # needs a counter too
         assert "state store is unavailable" in allowed["result"]["content"][0]["text"]
         denied = proxy.request(call(f"p{number}", "pods_delete"))  # needs none
         assert "no pod deletion" in denied["result"]["content"][0]["text"]
-        time.sleep(1.1)  # past the reopening delay: the file is tried again, still bad
-    wait_for(lambda: "file is not a database" in proxy.stderr)
+
+    refused_everything_but_the_denial(2)
+    # Calls are refused until the file is tried again (at once if it is open, a second
+    # later if it could not be opened), and it is still bad.
+    tries = proxy.stderr.count("file is not a database")
+    retries = iter(range(10_000))
+
+    def tried_again() -> bool:
+        refused = proxy.request(call(f"r{next(retries)}", "slow", {"amount": 1}))
+        assert "state store is unavailable" in refused["result"]["content"][0]["text"]
+        return proxy.stderr.count("file is not a database") > tries
+
+    wait_for(tried_again, what="the state file being tried again")
+    refused_everything_but_the_denial(3)
     assert proxy.process.poll() is None
     proxy.close_stdin()
     assert proxy.wait() == 0
@@ -393,12 +378,12 @@ def test_a_redis_that_hangs_fails_closed_within_its_timeout_and_recovers(
     resumes: the counter may count that call. It errs towards counting, never less."""
     proxy = raw_proxy(policy, server_cmd("raw_recorder.py"), "--state-dsn", own_redis.url)
     initialize(proxy)
-    assert "result" in proxy.request(call(1, "slow", {"seconds": 0, "amount": 1}))
+    assert "result" in proxy.request(call(1, "slow", {"amount": 1}))
     assert own_redis.process is not None
     os.kill(own_redis.process.pid, signal.SIGSTOP)
     try:
         started = time.monotonic()
-        refused = proxy.request(call(2, "slow", {"seconds": 0, "amount": 1}))
+        refused = proxy.request(call(2, "slow", {"amount": 1}))
         waited = time.monotonic() - started
         assert "state store is unavailable" in refused["result"]["content"][0]["text"]
         assert waited < 5, waited
@@ -411,5 +396,5 @@ def test_a_redis_that_hangs_fails_closed_within_its_timeout_and_recovers(
     flags = ("--state-dsn", own_redis.url)
     assert not check(policy, "slow", {"amount": 10}, *flags)  # call 1 is counted
     assert check(policy, "slow", {"amount": 8}, *flags)  # and at most call 2 besides
-    again = proxy.request(call(4, "slow", {"seconds": 0, "amount": 8}))
+    again = proxy.request(call(4, "slow", {"amount": 8}))
     assert again["result"]["content"][0]["text"] == "slow done"  # used again by itself

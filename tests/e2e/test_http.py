@@ -26,6 +26,7 @@ from mcp.client.streamable_http import streamable_http_client
 from tests.conftest import Record, npm_path, server_cmd, server_everything
 from tests.e2e.http import free_port, listener, serving
 from tests.e2e.sdk import text, through_mcpwall
+from tests.helpers import received_calls, release, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -360,7 +361,8 @@ def wire(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def requests_seen(wire: Path) -> list[dict[str, Any]]:
     if not wire.exists():
         return []
-    return [json.loads(line) for line in wire.read_text().splitlines()]
+    # Whole lines only: the recorder may be writing the last one.
+    return [json.loads(line) for line in wire.read_text().split("\n")[:-1]]
 
 
 def calls_seen(wire: Path) -> list[str]:
@@ -465,8 +467,8 @@ async def test_upstream_dying_mid_call_fails_every_pending_call(
 
             with anyio.fail_after(20):
                 async with anyio.create_task_group() as group:
-                    group.start_soon(call, "slow", {"seconds": 30})
-                    await anyio.sleep(0.3)
+                    group.start_soon(call, "slow", {"hold": True})
+                    await wait_until(lambda: "slow" in calls_seen(wire))
                     group.start_soon(call, "die", {})
     assert len(outcomes) == 2
     assert all("[mcpwall]" in outcome for outcome in outcomes), outcomes
@@ -508,13 +510,13 @@ async def test_listener_answers_pending_calls_when_its_server_dies(
                         "jsonrpc": "2.0",
                         "id": request_id,
                         "method": "tools/call",
-                        "params": {"name": name, "arguments": {"seconds": 30}},
+                        "params": {"name": name, "arguments": {"hold": True}},
                     },
                 )
                 return dict(reply.json())
 
             slow = asyncio.ensure_future(call(1, "slow"))
-            await asyncio.sleep(0.3)
+            await wait_until(lambda: "slow" in received_calls(tmp_path / "wire.jsonl"))
             crash = await call(2, "crash")
             assert crash["error"]["code"] == -32000
             assert (await slow)["error"]["message"].startswith("[mcpwall] the MCP server")
@@ -560,11 +562,11 @@ async def test_cancellation_reaches_the_server_of_that_session(
                         "jsonrpc": "2.0",
                         "id": 7,
                         "method": "tools/call",
-                        "params": {"name": "slow", "arguments": {"seconds": 0.5}},
+                        "params": {"name": "slow", "arguments": {"hold": True}},
                     },
                 )
             )
-            await asyncio.sleep(0.2)
+            await wait_until(lambda: "slow" in received_calls(wire))
             cancelled = await http.post(
                 wall.url,
                 headers=session,
@@ -575,6 +577,8 @@ async def test_cancellation_reaches_the_server_of_that_session(
                 },
             )
             assert cancelled.status_code == 202
+            await wait_until(lambda: b"notifications/cancelled" in wire.read_bytes())
+            release(wire)  # the server answers after all; the answer goes nowhere
             await slow
     lines = [json.loads(line) for line in wire.read_text().splitlines()]
     assert {

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -39,6 +38,14 @@ def events(directory: Path) -> list[dict[str, Any]]:
     found = []
     for path in sorted(directory.glob("*.jsonl")):
         found += [json.loads(line) for line in path.read_text().splitlines()]
+    return found
+
+
+def whole_lines(directory: Path) -> list[dict[str, Any]]:
+    """``events``, without a last line still being written."""
+    found = []
+    for path in sorted(directory.glob("*.jsonl")):
+        found += [json.loads(line) for line in path.read_text().split("\n")[:-1]]
     return found
 
 
@@ -149,7 +156,11 @@ def test_kill_9_leaves_whole_lines_and_status_reads_them(
         proxy.send(call(number, "pods_delete" if number % 2 else "echo"))
     for _ in range(200):
         proxy.recv()
-    time.sleep(0.3)  # let the last batch reach the file
+    # Killed once every record is in a file, so that status has all of them to read.
+    wait_for(
+        lambda: sum(e["type"] == "decision" for e in whole_lines(events_dir)) == 200,
+        what="200 decisions in the files",
+    )
     proxy.process.send_signal(signal.SIGKILL)
     proxy.wait()
     for path in events_dir.glob("*.jsonl"):
@@ -243,30 +254,21 @@ def test_reload_during_calls_never_mixes_two_policies(
         hashlib.sha256(text.lstrip().encode()).hexdigest(): text for text in (POLICY_A, POLICY_B)
     }
     proxy = start(raw_proxy, policy, events_dir)
-    stop = threading.Event()
-
-    def flip() -> None:
-        versions = [POLICY_B, POLICY_A]
-        while not stop.is_set():
-            text = versions[0]
-            versions.reverse()
-            fresh = policy.with_suffix(".tmp")
-            fresh.write_text(text.lstrip())
-            os.replace(fresh, policy)
-            time.sleep(0.12)
-
-    flipper = threading.Thread(target=flip)
-    flipper.start()
-    try:
-        for batch in range(20):
-            for number in range(50):
-                proxy.send(call(batch * 50 + number, "pods_delete"))
-            for _ in range(50):
-                proxy.recv()
-            time.sleep(0.1)  # the calls spread over several reloads
-    finally:
-        stop.set()
-        flipper.join()
+    # Each batch of calls is sent right after the policy file changes, so that the reload
+    # lands among them; the next batch waits for that reload's record.
+    for batch in range(20):
+        fresh = policy.with_suffix(".tmp")
+        fresh.write_text((POLICY_B if batch % 2 == 0 else POLICY_A).lstrip())
+        os.replace(fresh, policy)
+        for number in range(50):
+            proxy.send(call(batch * 50 + number, "pods_delete"))
+        for _ in range(50):
+            proxy.recv()
+        wait_for(
+            lambda batch=batch: sum(e["type"] == "reload" for e in whole_lines(events_dir))
+            > batch,
+            what="the reload's record",
+        )
     proxy.close_stdin()
     proxy.wait()
     records = decisions(events_dir)

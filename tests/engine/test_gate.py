@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from mcpwall.engine.gate import Decision, Gate
+from mcpwall.engine.decide import Call
+from mcpwall.engine.gate import Gate
 from mcpwall.policy import Policy, load_policy
+from mcpwall.proxy.record import CallRecord
 from mcpwall.state import StoreUnavailable
 from mcpwall.state.memory import MemoryStore
 from mcpwall.state.redis import RedisStore
@@ -45,8 +47,8 @@ def policy(write_policy: Callable[..., Path]) -> Callable[[str], Policy]:
 
 def judge(
     gate: Gate, policy: Policy, tool: str, args: dict[str, Any] | None = None, session: str = "s1"
-) -> Decision:
-    return gate.judge(policy, session, tool, args or {})
+) -> CallRecord:
+    return CallRecord(*gate.judge(policy, Call(session, tool, args or {})))
 
 
 def test_order_hidden_then_default_deny_then_rules(
@@ -176,7 +178,7 @@ def test_failed_call_gives_back_its_spend_but_not_its_rate_slot(
     rules = policy(SPEND.replace("100/hour", "2/hour"))
     first = judge(gate, rules, "create_charge", {"amount": 1000})
     assert first.allowed
-    gate.settle(first, failed=True)  # the server answered with an error
+    gate.settle(first.tokens, first.tool, failed=True)  # the server answered with an error
     second = judge(gate, rules, "create_charge", {"amount": 1000})
     assert second.allowed  # the spend came back...
     third = judge(gate, rules, "create_charge", {"amount": 0})

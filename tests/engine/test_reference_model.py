@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mcpwall.engine.decide import Call
 from mcpwall.engine.gate import Gate
 from mcpwall.policy import load_policy
 from mcpwall.state.memory import MemoryStore
@@ -263,7 +264,7 @@ def test_the_engine_decides_as_the_model(
     for tool in CALLED:
         for args in calls:
             expected = model(policy, tool, args)
-            decision = gate.judge(compiled, "s", tool, args)
+            decision, _ = gate.judge(compiled, Call("s", tool, args))
             assert decision.allowed is expected.allowed, (tool, args, decision)
             if not expected.allowed:
                 said = decision.rule if expected.by in ("(hidden)", "(default deny)") else None

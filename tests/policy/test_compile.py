@@ -1,5 +1,10 @@
 """Validation and compilation: every error at once, each with its line; both dialects
-compile into the same model."""
+compile into the same model.
+
+Against Intercept's published corpus (see `tests.conftest.INTERCEPT`), mcpwall must accept
+every file in `policies/` and the valid fixtures unchanged, and must refuse
+`testdata/invalid_policy.yaml` (a YAML syntax error: its line) and
+`testdata/invalid_schema.yaml` (every one of its errors, each with its line)."""
 
 from __future__ import annotations
 
@@ -10,8 +15,7 @@ import pytest
 
 from mcpwall.policy import check_policy, load_policy
 from mcpwall.policy.model import Op, Scope
-
-COMPAT = Path(__file__).resolve().parents[1] / "compat" / "intercept"
+from tests.conftest import INTERCEPT, needs_intercept
 
 
 def errors(path: Path) -> list[tuple[int, str]]:
@@ -24,8 +28,9 @@ def messages(write_policy: Callable[..., Path], text: str) -> list[str]:
     return [message for _, message in errors(write_policy(text))]
 
 
+@needs_intercept
 def test_intercept_invalid_schema_fixture_reports_every_error_with_its_line() -> None:
-    assert errors(COMPAT / "testdata" / "invalid_schema.yaml") == [
+    assert errors(INTERCEPT / "testdata" / "invalid_schema.yaml") == [
         (1, 'version must be "1", got "2"'),
         (6, "tools.some_tool.rules[0]: rule must have a name"),
         (9, 'tools.some_tool.rules[0].conditions[0]: unknown operator "unknown_op"'),
@@ -71,26 +76,29 @@ def test_intercept_invalid_schema_fixture_reports_every_error_with_its_line() ->
     ]
 
 
+@needs_intercept
 def test_intercept_invalid_policy_fixture_is_a_syntax_error_on_its_line() -> None:
-    policy, problems = check_policy(COMPAT / "testdata" / "invalid_policy.yaml")
+    policy, problems = check_policy(INTERCEPT / "testdata" / "invalid_policy.yaml")
     assert policy is None and len(problems) == 1
     assert problems[0].line == 7 and problems[0].message.startswith("YAML syntax error")
     assert problems[0].hint == "the quoted string opened on line 5 is not closed"
 
 
+@needs_intercept
 def test_the_whole_published_corpus_is_here() -> None:
-    assert len(list((COMPAT / "policies").glob("*.yaml"))) == 53
+    assert len(list((INTERCEPT / "policies").glob("*.yaml"))) == 53
 
 
 @pytest.mark.parametrize(
     "path",
     [
-        *sorted((COMPAT / "policies").glob("*.yaml")),
-        COMPAT / "testdata" / "valid_policy.yaml",
-        COMPAT / "testdata" / "default_deny_policy.yaml",
+        *sorted((INTERCEPT / "policies").glob("*.yaml")),
+        INTERCEPT / "testdata" / "valid_policy.yaml",
+        INTERCEPT / "testdata" / "default_deny_policy.yaml",
     ],
     ids=lambda p: p.name,
 )
+@needs_intercept
 def test_every_published_intercept_policy_loads(path: Path) -> None:
     assert path.exists()
     policy, problems = check_policy(path)

@@ -3,8 +3,6 @@ call, unforgeable, expiring, and carrying the server's own state back to it."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from mcpwall.proxy.approval import (
@@ -49,11 +47,12 @@ def test_a_tampered_state_is_not_sealed(tamper) -> None:  # type: ignore[no-unty
     assert not seal.read("s", "d", _retry(tamper(state))).sealed
 
 
-def test_an_expired_state_is_not_sealed(monkeypatch: pytest.MonkeyPatch) -> None:
-    seal = Seal()
+def test_an_expired_state_is_not_sealed() -> None:
+    now = [1_000_000.0]
+    seal = Seal(clock=lambda: now[0])
     state = seal.mint("s", "d", 1, None)
-    later = time.time() + 5
-    monkeypatch.setattr(time, "time", lambda: later)
+    assert seal.read("s", "d", _retry(state)).sealed
+    now[0] += 5
     assert not seal.read("s", "d", _retry(state)).sealed
 
 

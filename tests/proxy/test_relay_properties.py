@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcpwall import jsonrpc
+from mcpwall import mcp
 from mcpwall.engine.gate import Gate
 from mcpwall.policy import Policy, load_policy
 from mcpwall.proxy.framing import LineFramer
@@ -59,13 +59,13 @@ class SimulatedServer:
     def receive(self, line: bytes) -> None:
         self.received.append(line)
         forwarded_calls_are_allowed(line)
-        value = jsonrpc.decode_strict(line)
+        value = mcp.decode_strict(line)
         if type(value) is list:
             answers = [_answer(item) for item in value if _is_request(item)]
             if answers:
-                self.owed.append(jsonrpc.dumps(answers))
+                self.owed.append(mcp.dumps(answers))
         elif _is_request(value):
-            self.owed.append(jsonrpc.dumps(_answer(value)))
+            self.owed.append(mcp.dumps(_answer(value)))
 
 
 def _is_request(message: dict[str, Any]) -> bool:

@@ -1,7 +1,7 @@
 """A bare Streamable HTTP MCP server (no SDK) that records every request it receives:
 method, headers and body, one JSON line each, in the file named by MCPWALL_TEST_WIRE.
 
-Tools: echo (returns its arguments), slow (answers after arguments.seconds), die (the
+Tools: echo (returns its arguments), slow (never answers: the call stays open), die (the
 process exits while the call is open), secret_get. It answers JSON, or an event stream
 when the request's arguments ask for one (``{"stream": true}``); with ``{"drop": true}``
 it cuts the stream after its first event and gives the answer to a GET that resumes it
@@ -57,7 +57,7 @@ async def answer(message: dict[str, Any]) -> dict[str, Any] | None:
     elif method == "tools/call":
         arguments = params.get("arguments") or {}
         if params.get("name") == "slow":
-            await asyncio.sleep(float(arguments.get("seconds", 1)))
+            await asyncio.Event().wait()
         if params.get("name") == "die":
             os._exit(3)
         result = {"content": [{"type": "text", "text": json.dumps(arguments)}]}

@@ -5,12 +5,14 @@ mid-call, server-to-client requests on demand. Every line read from stdin is app
 the file named by MCPWALL_TEST_WIRE, exactly as received.
 
 Tools: echo (returns its arguments), fail (JSON-RPC error), iserror (an isError result),
-crash (exits with status 3 without answering), slow (answers after arguments.seconds),
-ask (sends a sampling request to the client and answers with the client's reply), flood
-(arguments.count notifications of arguments.size bytes each, then the answer), block
-(stops reading stdin for arguments.seconds, then answers). Any other name is answered
-like echo, unless MCPWALL_TEST_EXACT_TOOLS is set: then, as a server that looks its tools
-up by exact name, with a JSON-RPC error for an unknown tool.
+crash (exits with status 3 without answering), slow (answers from another thread; with
+``{"hold": true}`` only once the test releases it), ask (sends a sampling request to the
+client and answers with the client's reply), flood (arguments.count notifications of
+arguments.size bytes each, then the answer), block (stops reading stdin until the test
+releases it, then answers). A test releases held calls with tests.helpers.release: one
+byte written to this process's FIFO, ``<MCPWALL_TEST_WIRE>.release-<pid>``, answers one.
+Any other name is answered like echo, unless MCPWALL_TEST_EXACT_TOOLS is set: then, as a
+server that looks its tools up by exact name, with a JSON-RPC error for an unknown tool.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from typing import Any
 
 WIRE = os.environ.get("MCPWALL_TEST_WIRE")
@@ -28,6 +29,7 @@ VERSION = os.environ.get("MCPWALL_TEST_VERSION")  # force the negotiated version
 EXACT_TOOLS = bool(os.environ.get("MCPWALL_TEST_EXACT_TOOLS"))
 out_lock = threading.Lock()
 waiting: dict[Any, Any] = {}  # server request id -> original client request id
+released = threading.Semaphore(0)  # one per byte the test wrote to the release FIFO
 
 TOOLS = [
     {
@@ -127,7 +129,8 @@ def respond(message: dict[str, Any]) -> dict[str, Any] | None:
         if name == "slow":
 
             def later() -> None:
-                time.sleep(float(arguments.get("seconds", 1)))
+                if arguments.get("hold"):
+                    released.acquire()
                 send(
                     {
                         "jsonrpc": "2.0",
@@ -150,7 +153,7 @@ def respond(message: dict[str, Any]) -> dict[str, Any] | None:
                 )
             return {"jsonrpc": "2.0", "id": request_id, "result": {"content": []}}
         if name == "block":
-            time.sleep(float(arguments.get("seconds", 1)))
+            released.acquire()
             return {"jsonrpc": "2.0", "id": request_id, "result": {"content": []}}
         if name == "ask":
             server_id = f"srv-{request_id}"
@@ -209,7 +212,22 @@ def answer(message: Any) -> dict[str, Any] | None:
         }
 
 
+def watch_releases() -> None:
+    """Made before the first line is read, so that a release never finds no FIFO."""
+    path = f"{WIRE}.release-{os.getpid()}"
+    os.mkfifo(path)
+    fifo = os.open(path, os.O_RDWR)  # a writer of its own: reading never meets the end
+
+    def count() -> None:
+        while True:
+            released.release(len(os.read(fifo, 4096)))
+
+    threading.Thread(target=count, daemon=True).start()
+
+
 def main() -> None:
+    if WIRE:
+        watch_releases()
     for raw in sys.stdin.buffer:
         if WIRE:
             with open(WIRE, "ab") as wire:
@@ -232,8 +250,7 @@ def main() -> None:
     if os.environ.get("MCPWALL_TEST_IGNORE_EOF"):
         if os.environ["MCPWALL_TEST_IGNORE_EOF"] == "and-term":
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        while True:
-            time.sleep(1)
+        threading.Event().wait()  # for ever: only a signal ends this process
 
 
 if __name__ == "__main__":

@@ -18,9 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcpwall.engine.gate import Decision, Gate
+from mcpwall.engine.decide import Call
+from mcpwall.engine.gate import Gate
 from mcpwall.policy import Policy, load_policy
-from mcpwall.state.base import CounterStore
+from mcpwall.state.base import CounterStore, Token
 from mcpwall.state.memory import MemoryStore
 from mcpwall.state.redis import RedisStore
 from mcpwall.state.sqlite import SQLiteStore
@@ -81,17 +82,18 @@ def test_a_sliding_window_admits_exactly_up_to_max(
         clock = Clock()
         # A prefix per example: every example starts from empty counters.
         gate = Gate(lambda: store, prefix=f"example{next(prefixes)}:", clock=clock)
-        kept: list[tuple[float, Decision]] = []  # admitted and not given back, oldest first
+        # what was admitted and not given back, oldest first
+        kept: list[tuple[float, tuple[Token, ...]]] = []
         for gap, give_back in steps:
             clock.now += gap
             in_window = [t for t, _ in kept if clock.now - window < t <= clock.now]
-            decision = gate.judge(policy, "session", "t", {})
-            assert decision.allowed is (len(in_window) < limit), (clock.now, in_window)
-            if decision.allowed:
-                kept.append((clock.now, decision))
+            verdict, tokens = gate.judge(policy, Call("session", "t", {}))
+            assert verdict.allowed is (len(in_window) < limit), (clock.now, in_window)
+            if verdict.allowed:
+                kept.append((clock.now, tokens))
             if give_back is not None and kept:
                 _, returned = kept.pop(give_back % len(kept))
-                gate.settle(returned, unsent=True)
+                gate.settle(returned, "t", unsent=True)
         times = [t for t, _ in kept]
         for end in times:
             assert sum(1 for t in times if end - window < t <= end) <= limit

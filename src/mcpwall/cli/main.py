@@ -22,7 +22,7 @@ from mcpwall import __version__
 if TYPE_CHECKING:
     from mcpwall.app import StateOptions
     from mcpwall.auth.resource import Authenticator
-    from mcpwall.proxy.http_listener import ListenerOptions
+    from mcpwall.proxy.http import ListenerOptions
 
 SUBCOMMANDS = {
     "validate": ("mcpwall.cli.validate", "check a policy file and report every error"),
@@ -356,7 +356,7 @@ def _headers(pairs: list[str]) -> dict[str, str]:
 
 
 def _listener(ns: argparse.Namespace, max_message: int) -> ListenerOptions:
-    from mcpwall.proxy.http_listener import ListenerOptions
+    from mcpwall.proxy.http import ListenerOptions
 
     authenticator = None
     if ns.auth is not None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 import re2
 
@@ -53,7 +53,7 @@ def compile_regex(pattern: str) -> Any:
         raise ValueError(str(message)) from None
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float]:
     # bool is an int subclass in Python; in JSON and in Go it is not a number.
     return type(value) in _NUMBER
 
@@ -68,6 +68,34 @@ def resolve(root: Any, steps: tuple[str, ...]) -> Any:
         if current is MISSING:
             return MISSING
     return current
+
+
+def resolve_each(root: Any, steps: tuple[str, ...]) -> list[Any]:
+    """Every value a path reaches through lists: ``*`` takes each element, a number one
+    element. MISSING stands for an element that lacks the rest of the path."""
+    found: list[Any] = []
+    stack = [(root, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if depth == len(steps):
+            found.append(current)
+            continue
+        step = steps[depth]
+        if step == "*":
+            if type(current) is not list:
+                found.append(MISSING)
+            else:
+                stack.extend((item, depth + 1) for item in reversed(current))
+        elif type(current) is list and step.isdigit():
+            index = int(step)
+            stack.append(
+                (current[index], depth + 1) if index < len(current) else (MISSING, len(steps))
+            )
+        elif type(current) is dict and step in current:
+            stack.append((current[step], depth + 1))
+        else:
+            found.append(MISSING)
+    return found
 
 
 def go_text(value: Any, json_value: bool = True) -> str:

@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 from mcpwall import __version__
-from mcpwall.engine.gate import Decision
+from mcpwall.proxy.record import CallRecord
 
 log = logging.getLogger("mcpwall")
 
@@ -108,47 +108,48 @@ class AuditLog:
 
     # -- the calls ----------------------------------------------------------------------
 
-    def decided(self, session: str, decision: Decision, size: int) -> None:
-        decision.args_digest = args_digest(decision.args)
-        if not decision.allowed:
-            self._decision(session, decision, None)
+    def decided(self, session: str, record: CallRecord, size: int) -> None:
+        record.args_digest = args_digest(record.args)
+        if not record.verdict.allowed:
+            self._decision(session, record, None)
 
-    def answered(self, session: str, decision: Decision, error: str | None) -> None:
-        self._decision(session, decision, error)
+    def answered(self, session: str, record: CallRecord, error: str | None) -> None:
+        self._decision(session, record, error)
 
-    def _decision(self, session: str, decision: Decision, error: str | None) -> None:
+    def _decision(self, session: str, record: CallRecord, error: str | None) -> None:
+        verdict = record.verdict  # its fields read directly: this runs for every call
         self.decisions += 1
-        if not decision.allowed:
+        if not verdict.allowed:
             self.denials += 1
-            verdict = "denied"
-        elif decision.approval_outcome == "asked":  # answered with input_required
-            verdict = "approval asked"
+            decision = "denied"
+        elif record.approval_outcome == "asked":  # answered with input_required
+            decision = "approval asked"
         else:
-            verdict = "monitored" if decision.monitored else "allowed"
+            decision = "monitored" if verdict.monitored else "allowed"
         event: dict[str, Any] = {
             "ts": _timestamp(),
             "type": "decision",
             "instance": self.instance,
             "session": session,
-            "request_id": decision.request_id,
-            "tool": decision.tool,
-            "decision": verdict,
-            "rule": decision.rule,
-            "reason": decision.reason,
-            "retry_after_s": decision.retry_after_s,
-            "args_sha256": decision.args_digest,
-            "latency_us": int(decision.latency_us * 10 + 0.5) / 10,  # round() is slower
+            "request_id": record.request_id,
+            "tool": verdict.tool,
+            "decision": decision,
+            "rule": verdict.rule,
+            "reason": verdict.reason,
+            "retry_after_s": verdict.retry_after_s,
+            "args_sha256": record.args_digest,
+            "latency_us": int(record.latency_us * 10 + 0.5) / 10,  # round() is slower
             "upstream_error": error,
-            "policy_sha256": decision.policy_digest,
+            "policy_sha256": record.policy_digest,
         }
-        if decision.subject is not None:
-            event["subject"] = decision.subject
-        if decision.approval is not None:
-            event["approval"] = decision.approval_outcome
-        if decision.redacted:
-            event["redacted"] = decision.redacted
+        if record.subject is not None:
+            event["subject"] = record.subject
+        if verdict.approval is not None:
+            event["approval"] = record.approval_outcome
+        if record.redacted:
+            event["redacted"] = record.redacted
         if self.log_args:
-            event["args"] = redact(decision.args)
+            event["args"] = redact(record.args)
         self._hold(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
 
     def noted(self, session: str, kind: str, fields: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from mcpwall.engine.gate import Decision
+from mcpwall.proxy.record import CallRecord
 
 MAX_TOOL_LABELS = 256
 MAX_SUBJECT_LABELS = 1000
@@ -86,18 +86,18 @@ class Metrics:
         self._subject_names: set[str] = set()
         self.server, self.thread = start_http_server(port, addr=bind, registry=self.registry)
 
-    def decided(self, session: str, decision: Decision, size: int) -> None:
+    def decided(self, session: str, record: CallRecord, size: int) -> None:
         verdict = (
-            "monitored" if decision.monitored else ("allowed" if decision.allowed else "denied")
+            "monitored" if record.monitored else ("allowed" if record.allowed else "denied")
         )
-        self._calls.labels(self._tool(decision.tool), verdict, decision.rule or "").inc()
-        if decision.subject is not None:
-            self._subjects.labels(self._subject(decision.subject), verdict).inc()
-        self._latency.observe(decision.latency_us / 1_000_000)
+        self._calls.labels(self._tool(record.tool), verdict, record.rule or "").inc()
+        if record.subject is not None:
+            self._subjects.labels(self._subject(record.subject), verdict).inc()
+        self._latency.observe(record.latency_us / 1_000_000)
 
-    def answered(self, session: str, decision: Decision, error: str | None) -> None:
+    def answered(self, session: str, record: CallRecord, error: str | None) -> None:
         if error is not None:
-            self._upstream.labels(self._tool(decision.tool)).inc()
+            self._upstream.labels(self._tool(record.tool)).inc()
 
     def noted(self, session: str, kind: str, fields: dict[str, Any]) -> None:
         outcome = fields.get("outcome")

@@ -23,18 +23,23 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mcpwall.engine.operators import make_test
 from mcpwall.policy.conditions import read_condition, read_condition_list
 from mcpwall.policy.counters import read_duration, read_rate_limit, read_state_block
 from mcpwall.policy.model import (
+    DOCUMENT_FORMATS,
+    Action,
     Condition,
     Counter,
+    Format,
     Op,
     Policy,
     PolicyError,
     Rule,
+    StructuredArgument,
     ToolEntry,
 )
-from mcpwall.policy.options import read_flag, read_pin, read_redact
+from mcpwall.policy.options import read_flag, read_pin, read_redact, read_structured
 from mcpwall.policy.report import Reporter, kind, shown
 from mcpwall.policy.source import Mark, YList, YMap
 
@@ -49,7 +54,8 @@ _TOP_KEYS = (
     "redact",
     "tools",
 )
-_ENTRY_KEYS = ("rules", "validate_arguments")
+_KIND_OPS = (Op.EQ, Op.NEQ, Op.IN, Op.NOT_IN)
+_ENTRY_KEYS = ("rules", "validate_arguments", "arguments")
 _RULE_KEYS = (
     "name",
     "action",
@@ -66,6 +72,7 @@ _RULE_KEYS = (
     "timeout",
 )
 _ACTIONS = ("evaluate", "deny", "allow", "approve")
+_RULE_ACTIONS = {"deny": Action.DENY, "approve": Action.APPROVE}
 _GLOB_CHARS = frozenset("*?[")
 GLOBAL_OWNER = "_global"
 
@@ -107,6 +114,7 @@ class _Compiler(Reporter):
     # -- top level ------------------------------------------------------------------
 
     def run(self, data: Any, digest: str) -> Policy | None:
+        self._structured: dict[str, tuple[StructuredArgument, ...]] = {}
         if data is None:
             self.error(Mark(1, 1), "the policy file is empty", 'start with: version: "1"')
             return None
@@ -134,9 +142,9 @@ class _Compiler(Reporter):
         globs: list[tuple[int, int, re.Pattern[str], ToolEntry]] = []
         wildcard: tuple[Rule, ...] = ()
         for order, (key, mark) in enumerate(entry_marks.items()):
-            entry = ToolEntry(
-                key, tuple(rules_by_entry.get(key, ())), mark.line, entry_checks.get(key)
-            )
+            declared = self._structured.get(key, ())
+            rules = self._fit_to_arguments(tuple(rules_by_entry.get(key, ())), declared)
+            entry = ToolEntry(key, rules, mark.line, entry_checks.get(key), declared)
             if key == "*":
                 wildcard = entry.rules
             elif _is_glob(key):
@@ -164,6 +172,45 @@ class _Compiler(Reporter):
             validate_arguments=check_arguments,
             redactor=redactor,
         )
+
+    def _fit_to_arguments(
+        self, rules: tuple[Rule, ...], declared: tuple[StructuredArgument, ...]
+    ) -> tuple[Rule, ...]:
+        """Rules on structured arguments: a regex over one is a tripwire on its text,
+        not a reading of it (warned); a manifest's kind matches without regard to case,
+        as the API server resolves it, so the policy's kinds are lowered like the
+        documents' (engine.structured)."""
+        if not declared:
+            return rules
+        formats = {argument.name: argument.format for argument in declared}
+        fitted = []
+        for rule in rules:
+            when = tuple(self._fit(c, formats) for c in rule.when)
+            require = tuple(self._fit(c, formats) for c in rule.require)
+            fitted.append(replace(rule, when=when, require=require))
+        return tuple(fitted)
+
+    def _fit(self, condition: Condition, formats: dict[str, Format]) -> Condition:
+        kind = formats.get(condition.steps[0])
+        if kind is None:
+            return condition
+        if condition.op is Op.REGEX and len(condition.steps) == 1 and kind in DOCUMENT_FORMATS:
+            self.warn(
+                Mark(condition.line, 1),
+                f"a regex over {condition.path}, which is declared {kind.value}: it reads the "
+                "text, not the document the server reads",
+                f"address the parsed fields instead, e.g. {condition.path}[*].kind",
+            )
+        manifest = kind is Format.KUBERNETES_MANIFEST
+        if manifest and condition.steps[-1] == "kind" and condition.op in _KIND_OPS:
+            value = condition.value
+            lowered = (
+                [v.lower() if type(v) is str else v for v in value]
+                if type(value) is list
+                else (value.lower() if type(value) is str else value)
+            )
+            return replace(condition, value=lowered, test=make_test(condition.op, lowered))
+        return condition
 
     def _version(self, data: YMap) -> None:
         if "version" not in data:
@@ -283,6 +330,7 @@ class _Compiler(Reporter):
                 continue
             self.unknown_keys(entry, _ENTRY_KEYS, f"tools.{key}")
             entry_checks[key] = read_flag(self, entry, "validate_arguments", f"tools.{key}.")
+            self._structured[key] = read_structured(self, entry, key)
             rules = entry.get("rules")
             if rules is None:
                 continue
@@ -332,11 +380,11 @@ class _Compiler(Reporter):
                     "for other rules put the conditions under conditions:",
                 )
             else:
-                draft.when = [
+                parsed = [
                     read_condition(self, c, m, f"{where}.when", allow_state=False)
                     for c, m in read_condition_list(self, raw, "when", where)
                 ]
-                draft.when = [c for c in draft.when if c is not None]
+                draft.when = [c for c in parsed if c is not None]
 
         if action == "approve":
             self._approval(raw, where, draft)
@@ -540,8 +588,7 @@ class _Compiler(Reporter):
                 Rule(
                     name=draft.name,
                     line=draft.mark.line,
-                    deny=draft.action == "deny",
-                    approve=draft.action == "approve",
+                    action=_RULE_ACTIONS.get(draft.action, Action.CHECK),
                     remember_s=draft.remember_s,
                     approval_timeout_s=draft.approval_timeout_s,
                     when=tuple(draft.when),

@@ -7,6 +7,8 @@ and so denies)."""
 
 from __future__ import annotations
 
+import re
+
 from mcpwall.engine.operators import compile_regex, is_number, make_test
 from mcpwall.policy.model import Condition, Op
 from mcpwall.policy.report import Reporter, shown
@@ -127,6 +129,32 @@ def read_condition(
                 ok = False
     if not ok or not isinstance(path, str):
         return None
-    steps = tuple(path.partition(".")[2].split("."))
+    steps = path_steps(path)
+    lists = len(steps) != path.count(".")
     plain_value = list(value) if isinstance(value, YList) else value
-    return Condition(path, steps, op, plain_value, make_test(op, plain_value), mark.line)
+    test = make_test(op, plain_value)
+    return Condition(
+        path,
+        steps,
+        op,
+        plain_value,
+        test,
+        mark.line,
+        lists=lists,
+        reads_claims=path.startswith("claims."),
+    )
+
+
+_INDEXES = re.compile(r"\[(\*|[0-9]+)\]")
+
+
+def path_steps(path: str) -> tuple[str, ...]:
+    """The steps of a path below its root: ``args.resource[*].kind`` is
+    ("resource", "*", "kind"), ``args.command[0]`` is ("command", "0")."""
+    steps: list[str] = []
+    for part in path.partition(".")[2].split("."):
+        name = _INDEXES.sub("", part) if part.endswith("]") else part
+        steps.append(name)
+        if name != part:
+            steps.extend(_INDEXES.findall(part[len(name) :]))
+    return tuple(steps)

@@ -33,10 +33,41 @@ class Op(StrEnum):
     EXISTS = "exists"
 
 
+class Action(StrEnum):
+    """What a rule does with a call. A plain ``allow`` with nothing to check compiles
+    to no rule at all."""
+
+    CHECK = "check"  # its conditions must hold and its counter must have room
+    DENY = "deny"  # denied, unless one of its ``when`` conditions is surely false
+    APPROVE = "approve"  # a human must approve it first (when ``when`` holds)
+
+
 class Scope(StrEnum):
     SESSION = "session"
     GLOBAL = "global"
     USER = "user"  # the token's subject, or the claim named by user_key (HTTP with --auth)
+
+
+class Format(StrEnum):
+    """How a structured argument is read (engine.structured)."""
+
+    KUBERNETES_MANIFEST = "kubernetes-manifest"
+    YAML = "yaml"
+    JSON = "json"
+    ARGV = "argv"
+
+
+DOCUMENT_FORMATS = (Format.KUBERNETES_MANIFEST, Format.YAML, Format.JSON)  # text, not argv
+MAX_DOCUMENTS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class StructuredArgument:
+    name: str
+    format: Format
+    line: int
+    default_namespace: str | None = None
+    max_documents: int = MAX_DOCUMENTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +89,12 @@ class Condition:
     test: Callable[[Any], Verdict]
     line: int
     counter: Counter | None = None  # set for state.* paths
-
-    @property
-    def reads_claims(self) -> bool:
-        """Whether it reads the caller's token (claims.*) rather than the arguments."""
-        return self.path.startswith("claims.")
+    # The path walks into lists (``[*]`` each element, ``[0]`` one): a condition on
+    # every value it reaches, quantified towards denying (see engine.decide).
+    lists: bool = False
+    # It reads the caller's token (claims.*), not the arguments: a field, not a
+    # property, since the engine asks it of every condition of every call.
+    reads_claims: bool = False
 
     def describe(self) -> str:
         return f"{self.path} {self.op.value} {self.value!r}"
@@ -102,13 +134,12 @@ class Counter:
 class Rule:
     name: str
     line: int
-    deny: bool = False
+    action: Action = Action.CHECK
     when: tuple[Condition, ...] = ()  # a deny applies unless one of these is surely false
     require: tuple[Condition, ...] = ()  # argument conditions that must all pass
     state_checks: tuple[Condition, ...] = ()  # conditions on counters, read before the call
     counter: Counter | None = None
     reason: str | None = None  # on_deny / reason, as written
-    approve: bool = False  # ask a human first (when ``when`` holds, or cannot be told)
     remember_s: float | None = None  # an approval also covers identical calls this long
     approval_timeout_s: float = 120.0
 
@@ -123,6 +154,7 @@ class ToolEntry:
     rules: tuple[Rule, ...]
     line: int
     validate_arguments: bool | None = None  # None: as the policy's top level says
+    arguments: tuple[StructuredArgument, ...] = ()  # arguments read as documents
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +167,7 @@ class ToolPlan:
     stateful: bool
     validate_arguments: bool = False
     approvals: tuple[Rule, ...] = ()  # the approve rules among ``rules``
+    structured: tuple[StructuredArgument, ...] = ()  # parsed before any rule sees them
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +286,7 @@ class Policy:
         check = self.validate_arguments
         if entry is not None and entry.validate_arguments is not None:
             check = entry.validate_arguments
-        approvals = tuple(rule for rule in rules if rule.approve)
+        approvals = tuple(rule for rule in rules if rule.action is Action.APPROVE)
         stateful = any(rule.stateful for rule in rules)
-        return ToolPlan(tool, None, rules, stateful, check, approvals)
+        structured = entry.arguments if entry is not None else ()
+        return ToolPlan(tool, None, rules, stateful, check, approvals, structured)

@@ -7,6 +7,7 @@ from typing import Any
 
 from mcpwall.engine.operators import compile_regex
 from mcpwall.engine.redact import DETECTORS, REDACTED, Pattern, Redactor
+from mcpwall.policy.model import MAX_DOCUMENTS, Format, StructuredArgument
 from mcpwall.policy.report import Reporter, kind, shown
 from mcpwall.policy.source import Mark, YList, YMap
 
@@ -133,3 +134,42 @@ def _pattern(report: Reporter, item: YMap, where: str, mark: Mark) -> Pattern | 
         )
         return None
     return Pattern(str(name), compiled, str(replacement)) if ok else None
+
+
+_ARGUMENT_KEYS = ("format", "default_namespace", "max_documents")
+
+
+def read_structured(report: Reporter, entry: YMap, key: str) -> tuple[StructuredArgument, ...]:
+    """A tool's ``arguments:``: the arguments to read as documents before its rules."""
+    raw = entry.get("arguments")
+    if raw is None:
+        return ()
+    where = f"tools.{key}.arguments"
+    if key == "*" or not isinstance(raw, YMap):
+        report.error(
+            entry.at("arguments"),
+            f"{where} must map argument names to a format"
+            + (', under a tool, not "*"' if key == "*" else ""),
+            "e.g. arguments: {resource: {format: kubernetes-manifest}}",
+        )
+        return ()
+    declared = []
+    formats = ", ".join(f.value for f in Format)
+    for name, spec in raw.items():
+        mark = raw.at(name)
+        if not isinstance(spec, YMap) or spec.get("format") not in tuple(f.value for f in Format):
+            report.error(mark, f"{where}.{name} needs a format: one of {formats}")
+            continue
+        report.unknown_keys(spec, _ARGUMENT_KEYS, f"{where}.{name}")
+        namespace = spec.get("default_namespace")
+        if namespace is not None and (type(namespace) is not str or not namespace):
+            report.error(spec.at("default_namespace"), "default_namespace must be a namespace name")
+            namespace = None
+        limit = spec.get("max_documents", MAX_DOCUMENTS)
+        if type(limit) is not int or limit < 1:
+            report.error(spec.at("max_documents"), "max_documents must be a positive integer")
+            limit = MAX_DOCUMENTS
+        declared.append(
+            StructuredArgument(name, Format(spec["format"]), mark.line, namespace, limit)
+        )
+    return tuple(declared)

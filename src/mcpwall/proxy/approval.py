@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,22 +75,23 @@ def client_can_elicit(capabilities: Any) -> bool:
 
 
 class Grants:
-    """Approvals kept for identical calls: call digest -> until when (monotonic)."""
+    """Approvals kept for identical calls: call digest -> until when (``clock``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._until: dict[str, float] = {}
+        self._clock = clock
 
     def covers(self, digest: str) -> bool:
         until = self._until.get(digest)
         if until is None:
             return False
-        if until > time.monotonic():
+        if until > self._clock():
             return True
         del self._until[digest]
         return False
 
     def add(self, digest: str, seconds: float) -> None:
-        now = time.monotonic()
+        now = self._clock()
         self._until = {d: u for d, u in self._until.items() if u > now}  # keep it small
         self._until[digest] = max(self._until.get(digest, 0.0), now + seconds)
 
@@ -106,11 +108,12 @@ class Retry:
 class Seal:
     """The ``requestState`` of mcpwall's 2026-07-28 approval rounds."""
 
-    def __init__(self, key: bytes | None = None) -> None:
+    def __init__(self, key: bytes | None = None, clock: Callable[[], float] = time.time) -> None:
         self._key = key or secrets.token_bytes(32)
+        self._clock = clock
 
     def mint(self, session: str, digest: str, seconds: float, inner: str | None) -> str:
-        expires = str(int(time.time() + seconds))
+        expires = str(int(self._clock() + seconds))
         carried = "" if inner is None else _b64(inner.encode())
         return f"{_STATE_TAG}{expires}.{carried}.{self._mac(session, digest, expires, carried)}"
 
@@ -129,7 +132,7 @@ class Seal:
         expires, carried, mac = parts
         valid = (
             expires.isdigit()
-            and int(expires) >= time.time()
+            and int(expires) >= self._clock()
             and hmac.compare_digest(mac, self._mac(session, digest, expires, carried))
         )
         inner = None

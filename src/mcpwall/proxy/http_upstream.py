@@ -17,19 +17,19 @@ answer and cannot be resumed, gets a JSON-RPC error from here, and the relay pas
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
 import orjson
 
-from mcpwall import jsonrpc
+from mcpwall import mcp
 from mcpwall.proxy.link import LinkEvents
 from mcpwall.proxy.sse import EventReader
+from mcpwall.proxy.tasks import Tasks
 
 log = logging.getLogger("mcpwall")
 
@@ -37,8 +37,6 @@ ACCEPT = "application/json, text/event-stream"
 CONNECT_TIMEOUT = 10.0
 RESUME_ATTEMPTS = 3
 RESUME_DELAY = 0.5  # seconds, when the server gave no retry of its own
-_MODERN = jsonrpc.MODERN_VERSION_KEY
-_NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 
 
 class UpstreamGone(Exception):
@@ -72,7 +70,7 @@ class HttpUpstream:
         self._initializing: set[Any] = set()  # ids of initialize requests in flight
         self._legacy_endpoint: str | None = None  # HTTP+SSE: where messages go
         self._legacy_ready: asyncio.Event | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Tasks()
         self._listening = False
         self.status = 0
         self.stopped_by_us = False
@@ -113,8 +111,8 @@ class HttpUpstream:
 
     async def _deliver(self, data: bytes) -> None:
         message = orjson.loads(data)
-        waiting = set(_request_ids(message))
-        self._initializing.update(_initialize_ids(message))
+        waiting = set(mcp.request_ids(message))
+        self._initializing.update(mcp.initialize_ids(message))
         try:
             if self._legacy_endpoint is not None:
                 await self._post_legacy(data)
@@ -122,6 +120,11 @@ class HttpUpstream:
             await self._post(data, message, waiting)
         except UpstreamGone as exc:
             self._fail(waiting, str(exc))
+        except Exception:
+            # A failure of mcpwall's own: the calls it carried get their error, the
+            # session goes on.
+            log.exception("mcpwall failed while sending a message upstream")
+            self._fail(waiting, "mcpwall failed while sending this request upstream")
 
     async def _post(self, data: bytes, message: Any, waiting: set[Any]) -> None:
         headers = self._request_headers(message)
@@ -154,18 +157,15 @@ class HttpUpstream:
         headers = {**self._headers, "Accept": ACCEPT, "Content-Type": "application/json"}
         if self._session_id is not None:
             headers["Mcp-Session-Id"] = self._session_id
-        version = self._version
-        if type(message) is dict:
-            params = message.get("params")
-            meta = params.get("_meta") if type(params) is dict else None
-            if type(meta) is dict and type(meta.get(_MODERN)) is str:
-                # 2026-07-28: the headers mirror the body, and are derived from it.
-                version = meta[_MODERN]
-                method = message.get("method")
-                headers["Mcp-Method"] = str(method)
-                named = params.get(_NAMED.get(str(method), "")) if type(params) is dict else None
-                if type(named) is str:
-                    headers["Mcp-Name"] = _header_value(named)
+        version = mcp.modern_version(message)
+        if version is not None:
+            # 2026-07-28: the headers mirror the body, and are derived from it.
+            mirrored = mcp.mirrored_headers(message, version)
+            headers["Mcp-Method"] = mirrored["mcp-method"]
+            if "mcp-name" in mirrored:
+                headers["Mcp-Name"] = mcp.header_value(mirrored["mcp-name"])
+        else:
+            version = self._version
         if version is not None:
             headers["MCP-Protocol-Version"] = version
         return headers
@@ -349,17 +349,13 @@ class HttpUpstream:
     def _fail(self, waiting: Iterable[Any], why: str) -> None:
         for request_id in list(waiting):
             log.warning("request %r failed: %s", request_id, why)
-            error = jsonrpc.error(request_id, jsonrpc.SERVER_GONE, f"[mcpwall] {why}")
-            self.events.message(jsonrpc.dumps(error))
+            error = mcp.error(request_id, mcp.SERVER_GONE, f"[mcpwall] {why}")
+            self.events.message(mcp.dumps(error))
         if isinstance(waiting, set):
             waiting.clear()
 
     async def _close(self) -> None:
-        pending = [task for task in self._tasks if task is not asyncio.current_task()]
-        for task in pending:
-            task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*pending, return_exceptions=True)
+        await self._tasks.cancel()
         if self._session_id is not None:
             headers = {**self._headers, "Mcp-Session-Id": self._session_id}
             if self._version is not None:
@@ -375,29 +371,8 @@ class HttpUpstream:
         if not self.ended.done():
             self.ended.set_result("was disconnected")
 
-    def _spawn(self, work: Any) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)  # keep a reference, or the task may be collected mid-way
-        task.add_done_callback(self._tasks.discard)
-
-
-def _request_ids(message: Any) -> Iterable[Any]:
-    for item in message if type(message) is list else [message]:
-        if type(item) is dict and "method" in item and type(item.get("id")) in (int, str):
-            yield item["id"]
-
-
-def _initialize_ids(message: Any) -> Iterable[Any]:
-    for item in message if type(message) is list else [message]:
-        if type(item) is dict and item.get("method") == "initialize" and "id" in item:
-            yield item["id"]
-
-
-def _header_value(text: str) -> str:
-    """An HTTP header value: ASCII as is, anything else as =?base64?...?= (2026-07-28)."""
-    if text.isascii() and text.isprintable():
-        return text
-    return "=?base64?" + base64.b64encode(text.encode()).decode() + "?="
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self._tasks.spawn(work, f"the HTTP upstream {self.url}")
 
 
 _FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, OSError)

@@ -21,12 +21,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mcpwall import jsonrpc
+from mcpwall import mcp
 from mcpwall.auth import Identity
-from mcpwall.engine.gate import Decision, Gate
+from mcpwall.engine.decide import ApprovalOutcome, Call, Pending, Verdict, not_approved
+from mcpwall.engine.gate import Gate
 from mcpwall.policy.model import Policy, Rule
 from mcpwall.proxy import approval
+from mcpwall.proxy.record import CallRecord, Observer
 from mcpwall.proxy.tools import ToolView
+from mcpwall.state.base import Token
 
 log = logging.getLogger("mcpwall")
 
@@ -39,6 +42,27 @@ Deliver = Callable[[bytes, Any], None]
 SERVER_MESSAGE = object()
 
 
+class Timers(Protocol):
+    """Where the relay's deadlines and approval windows are kept: the event loop, or a
+    clock that a test moves by hand."""
+
+    def call_later(
+        self, delay: float, callback: Callable[..., None], *args: Any
+    ) -> asyncio.TimerHandle: ...
+
+    def time(self) -> float: ...
+
+
+class _LoopTimers:
+    def call_later(
+        self, delay: float, callback: Callable[..., None], *args: Any
+    ) -> asyncio.TimerHandle:
+        return asyncio.get_running_loop().call_later(delay, callback, *args)
+
+    def time(self) -> float:
+        return time.monotonic()
+
+
 @dataclass(frozen=True, slots=True)
 class Related:
     """A message to the client about the pending request ``request_id`` (mcpwall asking
@@ -47,30 +71,13 @@ class Related:
     request_id: Any
 
 
-class Observer(Protocol):
-    """Sees every judged call: the audit log, the metrics."""
-
-    def decided(self, session: str, decision: Decision, size: int) -> None:
-        """Called once per judged call, as soon as it is decided. ``size``: the bytes of
-        the message. A call that is forwarded is reported again when it ends."""
-
-    def answered(self, session: str, decision: Decision, error: str | None) -> None:
-        """A forwarded call ended: answered (``error`` None, or what went wrong), or it
-        never will be (the server went away). A call held for approval that was not
-        approved ends here too, as a denial."""
-
-    def noted(self, session: str, kind: str, fields: dict[str, Any]) -> None:
-        """Something else worth recording: an approval asked or answered, a tool whose
-        definition changed, secrets redacted from a result."""
-
-
 # Outcomes of reading one message from the client (besides the answer mcpwall sends
 # itself, and other bytes to forward instead).
 _FORWARD = object()
 _DROP = object()
 _HELD = object()  # a call waiting for a human's approval
 
-# What a pending request is remembered by: its Decision for a tools/call, else these.
+# What a pending request is remembered by: its CallRecord for a tools/call, else these.
 _LIST = "tools/list"
 _INITIALIZE = "initialize"
 _OTHER = "request"
@@ -81,8 +88,11 @@ _NOTIFIED = "a call sent as a notification cannot wait for it"
 _IN_BATCH = "a call inside a JSON-RPC batch cannot be held for it"
 _NO_ELICITATION = "this client cannot ask for it: it did not declare the elicitation capability"
 
-# Protocol versions in which a JSON-RPC batch is a valid message.
-_BATCH_VERSIONS = frozenset({"2025-03-26"})
+# What mcpwall answers when it failed itself; the details go to its log, not the wire.
+_INTERNAL = "[mcpwall] internal error while judging this message; it was not forwarded"
+_INTERNAL_ANSWER = "[mcpwall] internal error while checking the server's answer; it was withheld"
+_UNREAD = object()  # from_client: the transport has not decoded the message
+_PARKED = object()  # from_client: a call waiting for its read's group to be judged
 
 # Below this size a message is checked for being blank by stripping a copy of it.
 _SMALL = 64
@@ -100,13 +110,29 @@ class _Batch:
         self.waiting: set[Any] = set()
 
 
+# A call judged before its turn came (with its read's group): the policy it was judged by,
+# the verdict, and what it reserved.
+_Judged = tuple[Policy, Verdict, tuple[Token, ...]]
+
+
+@dataclass(slots=True)
+class _Parked:
+    """A call of the read being handled that waits on the store with the others."""
+
+    message: dict[str, Any]
+    line: bytes
+    received: int
+    policy: Policy
+    pending: Pending
+
+
 @dataclass(slots=True)
 class _Asking:
     """A call held while mcpwall asks the human (up to 2025-11-25)."""
 
     approval_id: str
     request_id: Any
-    decision: Decision
+    record: CallRecord
     rule: Rule
     digest: str
     line: bytes
@@ -128,6 +154,7 @@ class Session:
         call_timeout: float | None = None,
         tools: ToolView | None = None,
         seal: approval.Seal | None = None,
+        timers: Timers | None = None,
     ) -> None:
         self.id = session_id
         self._policy = policy
@@ -137,15 +164,16 @@ class Session:
         self._observers = tuple(observers)
         self._received = 0  # when the message being handled arrived (ns)
         self._received_size = 0
-        # request id -> the Decision of a tools/call, or _LIST, _INITIALIZE, _OTHER
-        self._pending: dict[Any, Decision | str] = {}
+        # request id -> the CallRecord of a tools/call, or _LIST, _INITIALIZE, _OTHER
+        self._pending: dict[Any, CallRecord | str] = {}
         self._batches: dict[Any, _Batch] = {}
         self._cancelled: set[Any] = set()
         self._call_timeout = call_timeout
         self._deadlines: dict[Any, asyncio.TimerHandle] = {}
         self._tools = tools or ToolView()
         self._seal = seal or approval.Seal()
-        self._grants = approval.Grants()
+        self._timers = timers or _LoopTimers()
+        self._grants = approval.Grants(self._timers.time)
         self._client_elicits = False
         self._asking: dict[str, _Asking] = {}  # mcpwall's elicitation id -> the held call
         self._held: dict[Any, _Asking] = {}  # the held call's request id -> the same
@@ -153,9 +181,11 @@ class Session:
         self._approval_prefix = f"mcpwall-approval-{secrets.token_hex(4)}-"
         self._approval_ids = (f"{self._approval_prefix}{n}" for n in itertools.count(1))
         self._debug = log.isEnabledFor(logging.DEBUG)
+        self._group: list[_Parked] | None = None  # between read_start and read_end
+        self._group_ids: set[Any] = set()  # the request ids of the parked calls
         self.protocol_version: str | None = None
-        # Who sends the calls being read, when a token told (HTTP with --auth): set by
-        # the transport before each message, read by the gate and the audit log.
+        # Who sends the messages being read, when a token told (HTTP with --auth): set
+        # by the transport before it hands a message over.
         self.identity: Identity | None = None
 
     @property
@@ -164,21 +194,50 @@ class Session:
 
     # -- client to server -------------------------------------------------------------
 
-    def from_client(self, line: bytes) -> None:
+    def read_start(self) -> None:
+        """What one read from the client produced follows, up to ``read_end``: the
+        calls among it that wait on the store are reserved together, in one store call,
+        when the read ends (or sooner, when a message that is not such a call comes)."""
+        self._group = []
+
+    def read_end(self) -> None:
+        if self._group:
+            self._judge_group()
+        self._group = None
+
+    def from_client(self, line: bytes, message: Any = _UNREAD) -> None:
+        """One message from the client. ``message``: what ``mcp.decode_strict`` read
+        from ``line``, when the transport has read it already."""
         if len(line) < _SMALL and not line.strip():
             return
-        self._received = time.perf_counter_ns()
+        received = time.perf_counter_ns()
+        judged: _Judged | None = None
+        if message is _UNREAD:
+            try:
+                message = mcp.decode_strict(line)
+            except mcp.Malformed as exc:
+                if self._group:
+                    self._judge_group()
+                log.warning("refused a malformed message from the client: %s", exc)
+                self._reply(mcp.error(None, mcp.PARSE_ERROR, f"Parse error: {exc}"))
+                return
+        group = self._group
+        # Only a policy with counters has calls to park; one without skips the detour.
+        if group is not None and (group or self._policy().counters):
+            parked = self._park(message, line, received)
+            if parked is _PARKED:
+                return
+            judged = parked
+            if self._group:  # what came before this message is handled before it
+                self._judge_group()
+        self._received = received
         self._received_size = len(line)
-        try:
-            message = jsonrpc.decode_strict(line)
-        except jsonrpc.Malformed as exc:
-            log.warning("refused a malformed message from the client: %s", exc)
-            self._reply(jsonrpc.error(None, jsonrpc.PARSE_ERROR, f"Parse error: {exc}"))
-            return
         if type(message) is list:
             self._client_batch(message, line)
             return
-        outcome = self._client_message(message, line)
+        self._send(self._guarded(message, line, judged), line)
+
+    def _send(self, outcome: Any, line: bytes) -> None:
         if outcome is _FORWARD:
             self._to_server(line)
         elif type(outcome) is bytes:
@@ -186,15 +245,86 @@ class Session:
         elif outcome is not _DROP and outcome is not _HELD:
             self._reply(outcome)
 
-    def _client_message(self, message: Any, line: bytes | None = None) -> Any:
+    def _park(self, message: Any, line: bytes, received: int) -> Any:
+        """_PARKED for a call that waits on the store (it joins the read's group); the
+        verdict of a call that does not, judged now; None for any other message.
+        Parked are only calls that ``_client_message`` takes all the way to the gate,
+        so that every reservation made for the group belongs to a judged call."""
+        if type(message) is not dict or message.get("method") != "tools/call":
+            return None
+        request_id = message.get("id")
+        if "id" in message and (
+            (type(request_id) is not str and not mcp.valid_id(request_id))
+            or request_id in self._pending
+            or request_id in self._group_ids
+        ):
+            return None
+        params = message.get("params")
+        if message.get("jsonrpc") != "2.0" or type(params) is not dict:
+            return None
+        name = params.get("name")
+        args = params.get("arguments")
+        if type(name) is not str or (args is not None and type(args) is not dict):
+            return None
+        policy = self._policy()
+        call = Call(self.id, name, args or {}, self.identity)
+        verdict = self._gate.decide(policy, call, self._tools)
+        if not isinstance(verdict, Pending):
+            return policy, verdict, ()
+        assert self._group is not None
+        self._group.append(_Parked(message, line, received, policy, verdict))
+        if "id" in message:
+            self._group_ids.add(request_id)
+        return _PARKED
+
+    def _judge_group(self) -> None:
+        """Reserve the parked calls in one store call, then handle each in its turn."""
+        group = self._group
+        assert group
+        self._group = []
+        self._group_ids.clear()
+        judged: list[Any]
+        try:
+            judged = self._gate.conclude([parked.pending for parked in group])
+        except Exception as exc:  # mcpwall's own failure: each call answers it
+            judged = [exc] * len(group)
+        for parked, outcome in zip(group, judged, strict=True):
+            self._received = parked.received
+            self._received_size = len(parked.line)
+            if isinstance(outcome, Exception):
+                result = self._guarded(parked.message, parked.line, outcome)
+            else:
+                result = self._guarded(parked.message, parked.line, (parked.policy, *outcome))
+            self._send(result, parked.line)
+
+    def _guarded(
+        self, message: Any, line: bytes | None, judged: _Judged | Exception | None = None
+    ) -> Any:
+        """``_client_message``, where a failure of mcpwall's own (a store, a schema
+        validator, a bug) becomes one error answer: the message is not forwarded, and
+        the session goes on."""
+        try:
+            return self._client_message(message, line, judged)
+        except Exception:
+            log.exception("mcpwall failed on a message from the client; it was not forwarded")
+            if not mcp.owes_answer(message):
+                return _DROP
+            request_id = message["id"] if mcp.valid_id(message["id"]) else None
+            return mcp.error(request_id, mcp.INTERNAL_ERROR, _INTERNAL)
+
+    def _client_message(
+        self, message: Any, line: bytes | None = None, judged: _Judged | Exception | None = None
+    ) -> Any:
         """_FORWARD, _DROP, _HELD, other bytes to forward, or the response mcpwall sends
-        back itself. ``line``: the message's bytes, None inside a batch."""
+        back itself. ``line``: the message's bytes, None inside a batch. ``judged``: the
+        gate's answer for a call judged already (with its read's group), or what failed
+        then."""
         if type(message) is not dict:
             return _invalid(None, "a JSON-RPC message must be an object")
         method = message.get("method")
         has_id = "id" in message
         request_id = message.get("id")
-        if has_id and type(request_id) is not str and not jsonrpc.valid_id(request_id):
+        if has_id and type(request_id) is not str and not mcp.valid_id(request_id):
             return _invalid(None, "the id must be a string or an integer")
         if method is None:
             if has_id and ("result" in message or "error" in message):
@@ -212,15 +342,19 @@ class Session:
         if has_id and request_id in self._pending:
             return _invalid(request_id, f"request id {request_id!r} is already in use")
 
-        pending: Decision | str = _OTHER
+        pending: CallRecord | str = _OTHER
         outcome: Any = _FORWARD
         if method == "tools/call":
-            verdict = self._judge(message, has_id)
-            if type(verdict) is not Decision:
+            verdict = self._judge(message, has_id, judged)
+            if type(verdict) is not CallRecord:
                 return verdict
             pending = verdict
-            if verdict.approval is not None:
-                outcome = self._approval(message, verdict, has_id, line)
+            if verdict.verdict.approval is not None:
+                try:
+                    outcome = self._approval(message, verdict, has_id, line)
+                except Exception:
+                    self._settle(verdict, unsent=True)
+                    raise
                 if type(outcome) is dict or outcome is _DROP:
                     return outcome
         elif method == "tools/list":
@@ -233,7 +367,7 @@ class Session:
         elif method == "notifications/cancelled":
             params = message.get("params")
             cancelled = params.get("requestId") if type(params) is dict else None
-            if jsonrpc.valid_id(cancelled) and cancelled in self._pending:
+            if mcp.valid_id(cancelled) and cancelled in self._pending:
                 if cancelled in self._held:  # the server never saw it: nothing to tell
                     self._withdraw(self._held[cancelled])
                     return _DROP
@@ -241,18 +375,21 @@ class Session:
                 self._cancelled.add(cancelled)
         if has_id:
             self._pending[request_id] = pending
-            timed = self._call_timeout is not None and type(pending) is Decision
-            if timed and outcome is not _HELD:
+            timed = self._call_timeout is not None and outcome is not _HELD
+            if timed and isinstance(pending, CallRecord):
                 self._start_deadline(request_id, pending)
         return outcome
 
-    def _start_deadline(self, request_id: Any, decision: Decision) -> None:
-        self._deadlines[request_id] = asyncio.get_running_loop().call_later(
-            self._call_timeout, self._expire, request_id, decision
+    def _start_deadline(self, request_id: Any, record: CallRecord) -> None:
+        assert self._call_timeout is not None
+        self._deadlines[request_id] = self._timers.call_later(
+            self._call_timeout, self._expire, request_id, record
         )
 
-    def _judge(self, message: dict[str, Any], has_id: bool) -> Any:
-        """The Decision for an allowed call; the answer (or _DROP) for any other."""
+    def _judge(
+        self, message: dict[str, Any], has_id: bool, judged: _Judged | Exception | None
+    ) -> Any:
+        """The CallRecord of an allowed call; the answer (or _DROP) for any other."""
         request_id = message.get("id")
         params = message.get("params")
         if type(params) is not dict:
@@ -266,65 +403,72 @@ class Session:
         elif type(args) is not dict:
             return _bad_params(request_id, has_id, "tools/call params.arguments must be an object")
 
-        policy = self._policy()
-        plan = policy.plan(name)
-        refusal = None
-        if plan.refusal is None and (plan.validate_arguments or policy.pin_mode == "enforce"):
-            refusal = self._tools.refusal(policy, plan, args)
-        if refusal is None:
-            decision = self._gate.judge(policy, self.id, name, args, identity=self.identity)
+        if judged is None:
+            policy = self._policy()
+            call = Call(self.id, name, args, self.identity)
+            verdict, tokens = self._gate.judge(policy, call, self._tools)
+        elif isinstance(judged, Exception):
+            raise judged
         else:
-            rule, reason = refusal
-            decision = Decision(policy.monitor, name, rule, reason, monitored=policy.monitor)
+            policy, verdict, tokens = judged
+        record = CallRecord(verdict, tokens)
         if self._observers:
-            decision.request_id = request_id
-            decision.latency_us = (time.perf_counter_ns() - self._received) / 1000
-            decision.policy_digest = policy.digest
-            decision.args = args
-            decision.subject = self.identity.subject if self.identity is not None else None
+            record.request_id = request_id
+            record.latency_us = (time.perf_counter_ns() - self._received) / 1000
+            record.policy_digest = policy.digest
+            record.args = args
+            if self.identity is not None:
+                record.subject = self.identity.subject
             for observer in self._observers:
-                observer.decided(self.id, decision, self._received_size)
-            if not has_id and decision.allowed:  # a notification: no answer will come
-                self._answered(decision, None)
-        if not decision.allowed:
-            log.info('denied %s (rule "%s"): %s', name, decision.rule, decision.reason)
-            return jsonrpc.denial(request_id, decision, params) if has_id else _DROP
-        if decision.monitored:
+                try:
+                    observer.decided(self.id, record, self._received_size)
+                except Exception:
+                    log.exception(_OBSERVER_FAILED)
+            if not has_id and verdict.allowed:  # a notification: no answer will come
+                self._answered(record, None)
+        if not verdict.allowed:
+            log.info('denied %s (rule "%s"): %s', name, verdict.rule, verdict.reason)
+            return _denial(request_id, record, params) if has_id else _DROP
+        if verdict.monitored:
             log.warning(
-                'monitor: would deny %s (rule "%s"): %s', name, decision.rule, decision.reason
+                'monitor: would deny %s (rule "%s"): %s', name, verdict.rule, verdict.reason
             )
         elif self._debug:
             log.debug("allowed %s", name)
-        return decision
+        return record
 
     # -- approval by a human ------------------------------------------------------------
 
     def _approval(
-        self, message: dict[str, Any], decision: Decision, has_id: bool, line: bytes | None
+        self, message: dict[str, Any], record: CallRecord, has_id: bool, line: bytes | None
     ) -> Any:
         """An allowed call that a human must approve first: _FORWARD when an approval
         already covers it, _HELD while the human is asked, bytes to forward (an
         approved 2026-07-28 retry), or mcpwall's answer."""
-        rule = decision.approval
+        rule = record.approval
         assert rule is not None
         params = message["params"]
         request_id = message.get("id")
         args = params.get("arguments") or {}
-        digest = approval.call_digest(decision.tool, args)
+        digest = approval.call_digest(record.tool, args)
         if self._grants.covers(digest):
-            decision.approval_outcome = "remembered"
+            record.approval_outcome = ApprovalOutcome.REMEMBERED
             return _FORWARD
         if not has_id:
-            return self._not_approved(None, params, decision, "unanswerable", _NOTIFIED)
+            return self._not_approved(None, params, record, ApprovalOutcome.UNANSWERABLE, _NOTIFIED)
         if line is None:
-            return self._not_approved(request_id, params, decision, "unasked", _IN_BATCH)
+            return self._not_approved(
+                request_id, params, record, ApprovalOutcome.UNASKED, _IN_BATCH
+            )
         meta = params.get("_meta")
-        if type(meta) is dict and jsonrpc.MODERN_VERSION_KEY in meta:
-            return self._approval_by_retry(request_id, params, meta, decision, rule, digest)
+        if type(meta) is dict and mcp.MODERN_VERSION_KEY in meta:
+            return self._approval_by_retry(request_id, params, meta, record, rule, digest)
         if not self._client_elicits:
-            return self._not_approved(request_id, params, decision, "unasked", _NO_ELICITATION)
-        asking = _Asking(next(self._approval_ids), request_id, decision, rule, digest, line, params)
-        asking.timer = asyncio.get_running_loop().call_later(
+            return self._not_approved(
+                request_id, params, record, ApprovalOutcome.UNASKED, _NO_ELICITATION
+            )
+        asking = _Asking(next(self._approval_ids), request_id, record, rule, digest, line, params)
+        asking.timer = self._timers.call_later(
             rule.approval_timeout_s, self._approval_timed_out, asking
         )
         self._asking[asking.approval_id] = asking
@@ -333,11 +477,11 @@ class Session:
             "jsonrpc": "2.0",
             "id": asking.approval_id,
             "method": "elicitation/create",
-            "params": approval.elicitation(decision.tool, args, rule, digest),
+            "params": approval.elicitation(record.tool, args, rule, digest),
         }
-        self._to_client(jsonrpc.dumps(ask), Related(request_id))
-        log.info('asking a human to approve %s (rule "%s")', decision.tool, rule.name)
-        self._note("approval", {"tool": decision.tool, "rule": rule.name, "outcome": "asked"})
+        self._to_client(mcp.dumps(ask), Related(request_id))
+        log.info('asking a human to approve %s (rule "%s")', record.tool, rule.name)
+        self._note("approval", {"tool": record.tool, "rule": rule.name, "outcome": "asked"})
         return _HELD
 
     def _approval_by_retry(
@@ -345,7 +489,7 @@ class Session:
         request_id: Any,
         params: dict[str, Any],
         meta: dict[str, Any],
-        decision: Decision,
+        record: CallRecord,
         rule: Rule,
         digest: str,
     ) -> Any:
@@ -353,8 +497,8 @@ class Session:
         retry = self._seal.read(self.id, digest, params)
         if retry.sealed and retry.answer is not None:
             if retry.answer != "accept":
-                return self._not_approved(request_id, params, decision, retry.answer)
-            self._approved(decision, rule, digest)
+                return self._not_approved(request_id, params, record, ApprovalOutcome(retry.answer))
+            self._approved(record, rule, digest)
             # If the server asks for input of its own, the client retries once more:
             # the approval holds for that retry too.
             self._retried[request_id] = (digest, rule.approval_timeout_s)
@@ -364,16 +508,18 @@ class Session:
                 "method": "tools/call",
                 "params": approval.strip_retry(params, retry.inner_state),
             }
-            return jsonrpc.dumps(message)
+            return mcp.dumps(message)
         if not approval.client_can_elicit(meta.get(approval.CLIENT_CAPABILITIES_KEY)):
-            return self._not_approved(request_id, params, decision, "unasked", _NO_ELICITATION)
-        self._gate.settle(decision, unsent=True)
-        decision.approval_outcome = "asked"
-        self._answered(decision, None)
-        self._note("approval", {"tool": decision.tool, "rule": rule.name, "outcome": "asked"})
+            return self._not_approved(
+                request_id, params, record, ApprovalOutcome.UNASKED, _NO_ELICITATION
+            )
+        self._settle(record, unsent=True)
+        record.approval_outcome = ApprovalOutcome.ASKED
+        self._answered(record, None)
+        self._note("approval", {"tool": record.tool, "rule": rule.name, "outcome": "asked"})
         args = params.get("arguments") or {}
         state = self._seal.mint(self.id, digest, rule.approval_timeout_s, retry.inner_state)
-        ask = approval.elicitation(decision.tool, args, rule, digest)
+        ask = approval.elicitation(record.tool, args, rule, digest)
         return approval.input_required(request_id, ask, state)
 
     def _approval_answered(self, asking: _Asking, message: dict[str, Any]) -> None:
@@ -385,12 +531,14 @@ class Session:
         if answer != "accept":
             self._pending.pop(asking.request_id, None)
             self._reply(
-                self._not_approved(asking.request_id, asking.params, asking.decision, answer)
+                self._not_approved(
+                    asking.request_id, asking.params, asking.record, ApprovalOutcome(answer)
+                )
             )
             return
-        self._approved(asking.decision, asking.rule, asking.digest)
+        self._approved(asking.record, asking.rule, asking.digest)
         if self._call_timeout is not None:
-            self._start_deadline(asking.request_id, asking.decision)
+            self._start_deadline(asking.request_id, asking.record)
         self._to_server(asking.line)
 
     def _approval_timed_out(self, asking: _Asking) -> None:
@@ -401,7 +549,11 @@ class Session:
         self._cancel_ask(asking, f"no answer within {seconds}")
         self._reply(
             self._not_approved(
-                asking.request_id, asking.params, asking.decision, "timed out", seconds
+                asking.request_id,
+                asking.params,
+                asking.record,
+                ApprovalOutcome.TIMED_OUT,
+                seconds,
             )
         )
 
@@ -413,77 +565,77 @@ class Session:
         del self._held[asking.request_id]
         del self._pending[asking.request_id]
         self._cancel_ask(asking, "the call was cancelled")
-        self._not_approved(asking.request_id, asking.params, asking.decision, "withdrawn")
+        self._not_approved(
+            asking.request_id, asking.params, asking.record, ApprovalOutcome.WITHDRAWN
+        )
 
     def _cancel_ask(self, asking: _Asking, why: str) -> None:
-        cancel = jsonrpc.cancellation(asking.approval_id, why)
-        self._to_client(jsonrpc.dumps(cancel), Related(asking.request_id))
+        cancel = mcp.cancellation(asking.approval_id, why)
+        self._to_client(mcp.dumps(cancel), Related(asking.request_id))
 
-    def _approved(self, decision: Decision, rule: Rule, digest: str) -> None:
-        decision.approval_outcome = "accepted"
+    def _approved(self, record: CallRecord, rule: Rule, digest: str) -> None:
+        record.approval_outcome = ApprovalOutcome.ACCEPTED
         if rule.remember_s:
             self._grants.add(digest, rule.remember_s)
-        log.info('a human approved %s (rule "%s")', decision.tool, rule.name)
-        self._note("approval", {"tool": decision.tool, "rule": rule.name, "outcome": "accept"})
+        log.info('a human approved %s (rule "%s")', record.tool, rule.name)
+        self._note("approval", {"tool": record.tool, "rule": rule.name, "outcome": "accept"})
 
     def _not_approved(
         self,
         request_id: Any,
         params: dict[str, Any],
-        decision: Decision,
-        outcome: str,
+        record: CallRecord,
+        outcome: ApprovalOutcome,
         why: str = "",
     ) -> Any:
         """Turn an approval that did not happen into a denial; the answer to send."""
-        rule = decision.approval
+        rule = record.approval
         assert rule is not None
-        decision.allowed = False
-        decision.rule = rule.name
-        decision.reason = _approval_reason(decision.tool, rule, outcome, why)
-        decision.approval_outcome = outcome
-        self._gate.settle(decision, unsent=True)
-        log.info("denied %s: %s", decision.tool, decision.reason)
-        if outcome not in ("unasked", "unanswerable"):
-            self._note("approval", {"tool": decision.tool, "rule": rule.name, "outcome": outcome})
-        self._answered(decision, None)
-        if outcome in ("unanswerable", "withdrawn"):
+        record.verdict = not_approved(record.verdict, outcome, why)
+        record.approval_outcome = outcome
+        self._settle(record, unsent=True)
+        log.info("denied %s: %s", record.tool, record.reason)
+        if outcome not in (ApprovalOutcome.UNASKED, ApprovalOutcome.UNANSWERABLE):
+            self._note("approval", {"tool": record.tool, "rule": rule.name, "outcome": outcome})
+        self._answered(record, None)
+        if outcome in (ApprovalOutcome.UNANSWERABLE, ApprovalOutcome.WITHDRAWN):
             return _DROP
-        return jsonrpc.denial(request_id, decision, params)
+        return _denial(request_id, record, params)
 
     def _client_batch(self, items: list[Any], line: bytes) -> None:
         if not items:
             self._reply(_invalid(None, "an empty batch is not a valid request"))
             return
         version = self.protocol_version
-        if version is not None and version not in _BATCH_VERSIONS:
+        if version is not None and version not in mcp.BATCH_VERSIONS:
             refusal = f"JSON-RPC batches are not part of MCP {version}"
             answers = [
-                _invalid(item["id"] if jsonrpc.valid_id(item["id"]) else None, refusal)
+                _invalid(item["id"] if mcp.valid_id(item["id"]) else None, refusal)
                 for item in items
-                if _owed_an_answer(item)
+                if mcp.owes_answer(item)
             ]
             if answers:
-                self._to_client(jsonrpc.dumps(answers), [a["id"] for a in answers])
+                self._to_client(mcp.dumps(answers), [a["id"] for a in answers])
             return
         forwarded: list[Any] = []
         held: list[dict[str, Any]] = []
         for item in items:
-            outcome = self._client_message(item)
+            outcome = self._guarded(item, None)
             if outcome is _FORWARD:
                 forwarded.append(item)
             elif outcome is not _DROP:
                 held.append(outcome)
         batch = _Batch(held)
         for item in forwarded:
-            if _is_request(item):
+            if mcp.is_request(item):
                 batch.waiting.add(item["id"])
                 self._batches[item["id"]] = batch
         if forwarded:
             # Forward exactly what was judged: the whole line if nothing was taken out
             # (a denied notification is taken out without an answer to hold).
-            self._to_server(line if len(forwarded) == len(items) else jsonrpc.dumps(forwarded))
+            self._to_server(line if len(forwarded) == len(items) else mcp.dumps(forwarded))
         if held and not batch.waiting:
-            self._to_client(jsonrpc.dumps(held), [answer["id"] for answer in held])
+            self._to_client(mcp.dumps(held), [answer["id"] for answer in held])
             held.clear()
 
     # -- server to client -------------------------------------------------------------
@@ -492,8 +644,8 @@ class Session:
         if len(line) < _SMALL and not line.strip():
             return
         try:
-            message = jsonrpc.decode_server(line)
-        except jsonrpc.Malformed as exc:
+            message = mcp.decode_server(line)
+        except mcp.Malformed as exc:
             log.warning("dropped a malformed line from the server: %s (%r)", exc, line[:200])
             return
         if type(message) is dict:
@@ -504,7 +656,7 @@ class Session:
             if rewritten is _DROP:
                 return
             reply_to = message.get("id")
-            self._to_client(line if rewritten is None else jsonrpc.dumps(rewritten), reply_to)
+            self._to_client(line if rewritten is None else mcp.dumps(rewritten), reply_to)
             if batch is not None and batch.held and not batch.waiting:
                 self._flush_batch(batch)
         elif type(message) is list:
@@ -534,7 +686,21 @@ class Session:
                 batch.waiting.discard(request_id)
         if self._cancelled:
             self._cancelled.discard(request_id)
-        if type(pending) is Decision:
+        try:
+            return self._answer_of_server(message, request_id, pending), batch
+        except Exception:
+            # Never forward what could not be looked at (a result the redactor failed
+            # on may hold the secrets it was to take out).
+            log.exception("mcpwall failed on the server's answer to request %r", request_id)
+            if type(pending) is CallRecord:
+                self._settle(pending, failed=True)
+                self._answered(pending, "mcpwall failed on the answer")
+            return mcp.error(request_id, mcp.INTERNAL_ERROR, _INTERNAL_ANSWER), batch
+
+    def _answer_of_server(self, message: dict[str, Any], request_id: Any, pending: Any) -> Any:
+        """The server's answer to a request: learnt from, settled, and rewritten if the
+        policy says so; None to forward it unchanged."""
+        if type(pending) is CallRecord:
             rewritten = None
             redactor = self._policy().redactor
             if redactor is not None:
@@ -544,16 +710,16 @@ class Session:
             if pending.tokens or self._observers:
                 error = _call_error(message)
                 if error is not None and pending.tokens:
-                    self._gate.settle(pending, failed=True)
+                    self._settle(pending, failed=True)
                 self._answered(pending, error)
-            return rewritten, batch
+            return rewritten
         if pending is _LIST:
-            return self._listed(message), batch
+            return self._listed(message)
         elif pending is _INITIALIZE:
             result = message.get("result")
             if type(result) is dict and type(result.get("protocolVersion")) is str:
                 self.protocol_version = result["protocolVersion"]
-        return None, batch
+        return None
 
     def _listed(self, message: dict[str, Any]) -> dict[str, Any] | None:
         """A tools/list result: learnt from, and rewritten without the tools the agent
@@ -567,7 +733,7 @@ class Session:
         result["tools"] = kept
         return message
 
-    def _redact(self, message: dict[str, Any], decision: Decision, redactor: Any) -> Any:
+    def _redact(self, message: dict[str, Any], record: CallRecord, redactor: Any) -> Any:
         """The result without the secrets the policy redacts; None if it had none."""
         result = message.get("result")
         if type(result) is not dict:
@@ -576,15 +742,15 @@ class Session:
         if not found:
             return None
         counts = dict(found)
-        decision.redacted = counts
+        record.redacted = counts
         shown = ", ".join(f"{name}: {count}" for name, count in sorted(counts.items()))
         log.warning(
             "redacted %d secret(s) from the result of %s (%s)",
             sum(counts.values()),
-            decision.tool,
+            record.tool,
             shown,
         )
-        self._note("redacted", {"tool": decision.tool, "found": counts})
+        self._note("redacted", {"tool": record.tool, "found": counts})
         return message
 
     def _retried_answer(self, request_id: Any, message: dict[str, Any]) -> None:
@@ -619,7 +785,7 @@ class Session:
         if not out:
             return
         answered = [item.get("id") for item in out if type(item) is dict and "method" not in item]
-        self._to_client(jsonrpc.dumps(out) if changed else line, answered)
+        self._to_client(mcp.dumps(out) if changed else line, answered)
 
     # -- endings ----------------------------------------------------------------------
 
@@ -639,16 +805,16 @@ class Session:
         self._asking = {}
         self._held = {}
         for request_id, pending in waiting:
-            if type(pending) is Decision:
+            if type(pending) is CallRecord:
                 if request_id in held:
-                    self._gate.settle(pending, unsent=True)
+                    self._settle(pending, unsent=True)
                 elif request_id not in self._cancelled:
-                    self._gate.settle(pending, failed=True)
+                    self._settle(pending, failed=True)
                 self._answered(pending, f"no answer: the MCP server {what}")
             self._reply(
-                jsonrpc.error(
+                mcp.error(
                     request_id,
-                    jsonrpc.SERVER_GONE,
+                    mcp.SERVER_GONE,
                     f"[mcpwall] the MCP server {what} before answering this request",
                 )
             )
@@ -657,25 +823,25 @@ class Session:
                 self._flush_batch(batch)
         return len(waiting)
 
-    def _expire(self, request_id: Any, decision: Decision) -> None:
+    def _expire(self, request_id: Any, record: CallRecord) -> None:
         """A tools/call the server has not answered within the call timeout: answered
         here with an error and settled as a failed call; the server is asked to cancel
         it. Its id stays taken until the server's late answer, which is dropped, so that
         the agent never gets two answers to one request."""
         del self._deadlines[request_id]
         seconds = f"{self._call_timeout:g} s"
-        log.warning("no answer from the MCP server to %s within %s", decision.tool, seconds)
+        log.warning("no answer from the MCP server to %s within %s", record.tool, seconds)
         self._pending[request_id] = _EXPIRED
         if request_id in self._cancelled:  # cancelled by the agent: counters are kept
             self._cancelled.discard(request_id)
         else:
-            self._gate.settle(decision, failed=True)
+            self._settle(record, failed=True)
         reason = f"no answer within {seconds}"
-        self._answered(decision, reason)
-        self._to_server(jsonrpc.dumps(jsonrpc.cancellation(request_id, reason)))
-        reply = jsonrpc.error(
+        self._answered(record, reason)
+        self._to_server(mcp.dumps(mcp.cancellation(request_id, reason)))
+        reply = mcp.error(
             request_id,
-            jsonrpc.TIMED_OUT,
+            mcp.TIMED_OUT,
             f"[mcpwall] the MCP server did not answer this tools/call within {seconds}",
         )
         batch = self._batches.pop(request_id, None)
@@ -689,54 +855,52 @@ class Session:
 
     def refuse_oversize(self, limit: int) -> None:
         """A message from the client was larger than ``limit`` and was discarded."""
+        if self._group:  # answered in its turn, after the calls before it
+            self._judge_group()
         self._reply(
-            jsonrpc.error(
+            mcp.error(
                 None,
-                jsonrpc.INVALID_REQUEST,
+                mcp.INVALID_REQUEST,
                 f"Invalid request: message larger than {limit} bytes",
             )
         )
 
     def _reply(self, message: dict[str, Any]) -> None:
-        self._to_client(jsonrpc.dumps(message), message.get("id"))
+        self._to_client(mcp.dumps(message), message.get("id"))
 
     def _flush_batch(self, batch: _Batch) -> None:
         """The answers mcpwall held for a batch, once nothing else of it is awaited."""
         held, batch.held = batch.held, []
-        self._to_client(jsonrpc.dumps(held), [answer["id"] for answer in held])
+        self._to_client(mcp.dumps(held), [answer["id"] for answer in held])
 
     def _note(self, kind: str, fields: dict[str, Any]) -> None:
         for observer in self._observers:
-            observer.noted(self.id, kind, fields)
+            try:
+                observer.noted(self.id, kind, fields)
+            except Exception:
+                log.exception(_OBSERVER_FAILED)
 
-    def _answered(self, decision: Decision, error: str | None) -> None:
+    def _answered(self, record: CallRecord, error: str | None) -> None:
         for observer in self._observers:
-            observer.answered(self.id, decision, error)
-        decision.args = None  # no longer needed: let big arguments go
+            try:
+                observer.answered(self.id, record, error)
+            except Exception:
+                log.exception(_OBSERVER_FAILED)
+        record.args = None  # no longer needed: let big arguments go
 
-
-def _approval_reason(tool: str, rule: Rule, outcome: str, why: str) -> str:
-    needs = f'"{tool}" needs a human\'s approval (rule "{rule.name}")'
-    if outcome == "decline":
-        return f'A human declined this call of "{tool}" (rule "{rule.name}")'
-    if outcome == "cancel":
-        return f'The approval of this call of "{tool}" was dismissed (rule "{rule.name}")'
-    if outcome == "timed out":
-        return f"{needs}, and no human approved it within {why}"
-    if outcome == "withdrawn":
-        return f"{needs}; the call was cancelled before an answer came"
-    if outcome == "error":
-        return f"{needs}; the client answered the approval request with an error"
-    return f"{needs}, and {why}"
+    def _settle(self, record: CallRecord, *, failed: bool = False, unsent: bool = False) -> None:
+        if record.tokens:
+            self._gate.settle(record.tokens, record.tool, failed=failed, unsent=unsent)
+            record.tokens = ()
 
 
 def _invalid(request_id: Any, why: str) -> dict[str, Any]:
-    return jsonrpc.error(request_id, jsonrpc.INVALID_REQUEST, f"Invalid request: {why}")
+    return mcp.invalid(request_id, why)
 
 
 def _bad_params(request_id: Any, has_id: bool, why: str) -> Any:
     log.warning("refused a tools/call: %s", why)
-    return jsonrpc.error(request_id, jsonrpc.INVALID_PARAMS, why) if has_id else _DROP
+    return mcp.error(request_id, mcp.INVALID_PARAMS, why) if has_id else _DROP
 
 
 def _call_error(message: dict[str, Any]) -> str | None:
@@ -755,13 +919,10 @@ def _call_error(message: dict[str, Any]) -> str | None:
     return None
 
 
-def _is_request(item: Any) -> bool:
-    return type(item) is dict and type(item.get("method")) is str and "id" in item
+def _denial(request_id: Any, record: CallRecord, params: dict[str, Any]) -> dict[str, Any]:
+    return mcp.denial(request_id, record.reason, record.verdict.as_meta(), params)
 
 
-def _owed_an_answer(item: Any) -> bool:
-    """Whether a batch element gets an answer of its own: anything with an id except a
-    response of the client's (no method, a result or an error)."""
-    if type(item) is not dict or "id" not in item:
-        return False
-    return item.get("method") is not None or not ("result" in item or "error" in item)
+# An observer failing (a full disk under the audit log) is logged; the call it reports
+# on goes on as decided.
+_OBSERVER_FAILED = "an observer of judged calls failed"

@@ -176,10 +176,14 @@ class _ClientReader(asyncio.Protocol):
         self._lines = lines
 
     def data_received(self, data: bytes) -> None:
+        session = self._proxy.session
+        assert session is not None
         self._proxy.hold()
+        session.read_start()  # the calls of one read share one store transaction
         try:
             self._lines.feed(data)
         finally:
+            session.read_end()
             self._proxy.flush()
 
     def eof_received(self) -> bool:

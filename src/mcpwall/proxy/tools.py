@@ -1,7 +1,8 @@
 """What mcpwall learns from a server's tool lists, shared by every session with that
 server: the input schemas that ``validate_arguments`` checks calls against, and the
 pins of the tools' definitions (``pin: warn`` reports a changed tool, ``pin: enforce``
-also hides it and refuses its calls until the change is accepted).
+also hides it and refuses its calls until the change is accepted). ``decide`` reads
+both through the ToolFacts that a ToolView is.
 """
 
 from __future__ import annotations
@@ -12,17 +13,12 @@ from typing import Any
 
 from mcpwall.engine.pins import PinBook
 from mcpwall.engine.schemas import Schemas
-from mcpwall.policy.model import Policy, ToolPlan
+from mcpwall.policy.model import Policy
 from mcpwall.state.base import StoreUnavailable
 
 log = logging.getLogger("mcpwall")
 
 Note = Callable[[str, dict[str, Any]], None]  # an event for the audit log and metrics
-
-PIN_RULE = "(pinned definition)"
-SCHEMA_RULE = "(input schema)"
-STORE_RULE = "(state store unavailable)"
-
 
 class ToolView:
     def __init__(self, pins: PinBook | None = None, fail_open: bool = False) -> None:
@@ -89,30 +85,17 @@ class ToolView:
             )
         return set(self.pins.held) if enforce else set()
 
-    def refusal(
-        self, policy: Policy, plan: ToolPlan, args: dict[str, Any]
-    ) -> tuple[str, str] | None:
-        """(rule, reason) when the call's tool is held back or its arguments do not fit
-        the tool's schema; None when neither stops it."""
-        tool = plan.tool
-        if self.pins is not None and policy.pin_mode == "enforce":
-            try:
-                held = self.pins.holds(tool)
-            except StoreUnavailable as exc:
-                if not self._fail_open:
-                    log.error("cannot check the pin of %s, denying it (fail closed): %s", tool, exc)
-                    return STORE_RULE, (
-                        "The policy's state store is unavailable, so pinned tools cannot "
-                        "be checked and are denied until it is back"
-                    )
-                held = False
-            if held:
-                return PIN_RULE, (
-                    f'The definition of "{tool}" changed since it was pinned; it is held '
-                    "until an operator approves the change (mcpwall pin accept)"
-                )
-        if plan.validate_arguments:
-            problem = self.schemas.problem(tool, args)
-            if problem is not None:
-                return SCHEMA_RULE, problem[0].upper() + problem[1:]
-        return None
+    # -- ToolFacts ------------------------------------------------------------------------
+
+    def held(self, tool: str) -> bool | None:
+        if self.pins is None:
+            return False
+        try:
+            return self.pins.holds(tool)
+        except StoreUnavailable as exc:
+            how = "letting it through (fail open)" if self._fail_open else "denying it"
+            log.error("cannot check the pin of %s, %s: %s", tool, how, exc)
+            return None
+
+    def schema_problem(self, tool: str, args: dict[str, Any]) -> str | None:
+        return self.schemas.problem(tool, args)

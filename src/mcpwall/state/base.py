@@ -4,6 +4,12 @@ A call that needs state brings a list of Checks, in rule order. The store evalua
 of them against its current values and then, only if every one holds, adds every
 amount: all or none, in one atomic step, so that two processes (or two replicas) can
 never both take the last slot of a limit.
+
+Calls that arrive together (pipelined) are reserved as a group, in one transaction or
+one script call: each call still gets the outcome it would get alone, in arrival order
+(it sees what the calls before it added, and a refused call adds nothing), but the
+group pays for one commit instead of one per call. If that commit fails, no call of
+the group is counted and every one of them gets the error.
 """
 
 from __future__ import annotations
@@ -50,18 +56,30 @@ class Refused:
     retry_after: float | None  # seconds until the check could pass, if time alone helps
 
 
+# One call's part of a group: its checks, and whether to add (false: a dry run, which
+# only reads).
+Request = tuple[Sequence[Check], bool]
+Outcome = Refused | tuple[Token, ...]
+
+
 class CounterStore(Protocol):
-    def reserve(
-        self, checks: Sequence[Check], now: float, commit: bool = True
-    ) -> Refused | tuple[Token, ...]:
+    def reserve(self, checks: Sequence[Check], now: float, commit: bool = True) -> Outcome:
         """Evaluate every check; if all hold, add every reserving amount (unless
         ``commit`` is false: a dry run). Raises StoreUnavailable."""
+        ...
+
+    def reserve_many(self, requests: Sequence[Request], now: float) -> list[Outcome]:
+        """Each request's outcome, as ``reserve`` one after another in this order at
+        ``now`` would give it, applied in one atomic step: if the step fails, none of
+        them is applied. Raises StoreUnavailable."""
+        ...
 
     def release(self, tokens: Sequence[Token]) -> None:
         """Take reserved amounts back. Raises StoreUnavailable."""
 
     def read(self, key: str, window: Window, now: float) -> float:
         """A counter's current value."""
+        ...
 
     def get_value(self, key: str) -> str | None:
         """A stored text (tool pins), or None. Raises StoreUnavailable."""
@@ -71,6 +89,7 @@ class CounterStore(Protocol):
 
     def values(self, prefix: str) -> dict[str, str]:
         """Every stored text whose key starts with ``prefix``."""
+        ...
 
     def close(self) -> None: ...
 

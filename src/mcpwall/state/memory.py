@@ -9,7 +9,9 @@ from itertools import count
 from mcpwall.policy.model import Window
 from mcpwall.state.base import (
     Check,
+    Outcome,
     Refused,
+    Request,
     Token,
     calendar_retry_after,
     fails,
@@ -48,9 +50,11 @@ class MemoryStore:
         self._next_sweep = 0.0
         self._values: dict[str, str] = {}
 
-    def reserve(
-        self, checks: Sequence[Check], now: float, commit: bool = True
-    ) -> Refused | tuple[Token, ...]:
+    def reserve_many(self, requests: Sequence[Request], now: float) -> list[Outcome]:
+        # One thread, nothing to fail: one after another is already one atomic step.
+        return [self.reserve(checks, now, commit) for checks, commit in requests]
+
+    def reserve(self, checks: Sequence[Check], now: float, commit: bool = True) -> Outcome:
         if now >= self._next_sweep:
             self._sweep(now)
         for check in checks:

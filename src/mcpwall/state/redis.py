@@ -1,11 +1,11 @@
 """Counters in Redis: shared by every mcpwall process on every host that uses the same
 server and prefix.
 
-Each reservation and each give-back is one server-side Lua script: one round trip,
-atomic, so that two replicas can never both take the last slot. Time is the Redis
-server's (``TIME``), not each host's, so that hosts whose clocks disagree still agree on
-the windows. Keys expire by themselves: a calendar window's key at the window's end, a
-sliding window's keys a window after their last event.
+Each reservation (or group of them) and each give-back is one server-side Lua script:
+one round trip, atomic, so that two replicas can never both take the last slot. Time is
+the Redis server's (``TIME``), not each host's, so that hosts whose clocks disagree
+still agree on the windows. Keys expire by themselves: a calendar window's key at the
+window's end, a sliding window's keys a window after their last event.
 
 Keys, under ``mcpwall:`` and the --state-prefix: ``<key>|<window start>`` holds a
 calendar counter; ``<key>|ev`` (a sorted set of events, scored by time, each member
@@ -14,6 +14,7 @@ calendar counter; ``<key>|ev`` (a sorted set of events, scored by time, each mem
 
 from __future__ import annotations
 
+import contextlib
 import math
 import uuid
 from collections.abc import Sequence
@@ -23,15 +24,15 @@ from typing import Any
 import orjson
 
 from mcpwall.policy.model import Window
-from mcpwall.state.base import Check, Refused, StoreUnavailable, Token
+from mcpwall.state.base import Check, Outcome, Refused, Request, StoreUnavailable, Token
 
 NAMESPACE = "mcpwall:"
 TIMEOUT_SECONDS = 1.0
 
-# Shared by the scripts: the server's time, a counter's current value (pruning the
-# events that left a sliding window), and the comparisons of mcpwall's operators.
+# Shared by the scripts: the server's time (the last argument, or "" for it), a counter's
+# current value (pruning the events that left a sliding window).
 _COMMON = """
-local now = tonumber(ARGV[3])
+local now = tonumber(ARGV[#ARGV])
 if now == nil then
   local t = redis.call('TIME')
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -64,9 +65,14 @@ end
 _RESERVE = (
     _COMMON
     + """
--- KEYS: the counters; ARGV[1]: the checks as JSON, in KEYS order; ARGV[2]: "1" to apply;
--- ARGV[3]: the time, or "" for the server's.
-local checks = cjson.decode(ARGV[1])
+-- KEYS: the counters. ARGV[1]: the group as JSON: s, its distinct checks, each naming its
+-- counter by its place in KEYS (i); q, the calls, each {1 to apply or 0 (a dry run),
+-- then its checks by their place in s}. ARGV[2]: what this group's event ids start with.
+-- ARGV[3]: the time. Every counter is read first, so that a read that fails (a key of
+-- the wrong type) fails before anything is written; then each call is decided in order
+-- against the values the calls before it left; then the group's additions are written.
+local group = cjson.decode(ARGV[1])
+local shapes, calls, prefix = group.s, group.q, ARGV[2]
 
 local function holds(op, value, bound)
   if op == 'lt' then return value < bound end
@@ -92,7 +98,19 @@ local function fails(check, value)
   return false
 end
 
-local function retry_after(key, check, value)
+local values = {}
+for _, check in ipairs(shapes) do
+  if values[check.i] == nil then
+    values[check.i] = current(KEYS[check.i], check.c, check.s)
+  end
+  if check.c == 1 then check.t = string.format('%d', window_start(check.s)) end
+end
+
+-- Per sliding counter, the amounts this group adds (their time is now): after the
+-- stored events, oldest first, they tell when a refused call could pass.
+local added = {}
+
+local function retry_after(check, value)
   for _, limit in ipairs(check.l) do
     if limit[1] ~= 'lt' and limit[1] ~= 'lte' then return -1 end
   end
@@ -100,7 +118,7 @@ local function retry_after(key, check, value)
     if fails(check, 0) then return -1 end
     return window_start(check.s) + check.s - now
   end
-  local events = redis.call('ZRANGE', key .. '|ev', 0, -1, 'WITHSCORES')
+  local events = redis.call('ZRANGE', KEYS[check.i] .. '|ev', 0, -1, 'WITHSCORES')
   local remaining = value
   for i = 1, #events, 2 do
     remaining = remaining - tonumber(string.match(events[i], '|(.*)$'))
@@ -108,45 +126,79 @@ local function retry_after(key, check, value)
       return math.max(0, tonumber(events[i + 1]) + check.s - now)
     end
   end
+  for _, amount in ipairs(added[check.i] or {}) do
+    remaining = remaining - amount
+    if not fails(check, remaining) then return check.s end
+  end
   return -1
 end
 
-local values = {}
-for i, check in ipairs(checks) do
-  local key = KEYS[i]
-  local value = values[key]
-  if value == nil then
-    value = current(key, check.c, check.s)
-    values[key] = value
-  end
-  if fails(check, value) then
-    return {0, i - 1, tostring(value), tostring(retry_after(key, check, value))}
-  end
-end
-if ARGV[2] ~= '1' then return {1} end
-
-local tokens = {1}
-for i, check in ipairs(checks) do
-  if check.r == 1 then
-    local key = KEYS[i]
-    if check.c == 1 then
-      local start = window_start(check.s)
-      local name = key .. '|' .. string.format('%d', start)
-      redis.call('INCRBYFLOAT', name, check.a)
-      redis.call('PEXPIREAT', name, math.ceil((start + check.s) * 1000))
-      table.insert(tokens, string.format('%d', start))
-    else
-      local member = check.id .. '|' .. check.a
-      local ttl = math.ceil(check.s * 1000)
-      redis.call('ZADD', key .. '|ev', now, member)
-      redis.call('INCRBYFLOAT', key .. '|sum', check.a)
-      redis.call('PEXPIRE', key .. '|ev', ttl)
-      redis.call('PEXPIRE', key .. '|sum', ttl)
-      table.insert(tokens, member)
+local replies = {}
+local sums = {}  -- per counter: {a check of it, what the group adds, new members}
+local ids = 0
+for n, call in ipairs(calls) do
+  local refused = nil
+  for j = 2, #call do
+    local check = shapes[call[j]]
+    local value = values[check.i]
+    if fails(check, value) then
+      refused = {0, j - 2, tostring(value), tostring(retry_after(check, value))}
+      break
     end
   end
+  if refused ~= nil then
+    replies[n] = refused
+  elseif call[1] ~= 1 then
+    replies[n] = {1}
+  else
+    local tokens = {1}
+    for j = 2, #call do
+      local check = shapes[call[j]]
+      if check.r == 1 then
+        local i = check.i
+        values[i] = values[i] + check.a
+        local sum = sums[i]
+        if sum == nil then
+          sum = {check, 0, {}}
+          sums[i] = sum
+        end
+        sum[2] = sum[2] + check.a
+        if check.c == 1 then
+          tokens[#tokens + 1] = check.t
+        else
+          ids = ids + 1
+          local member = prefix .. ids .. '|' .. check.a
+          local members = sum[3]
+          members[#members + 1] = now
+          members[#members + 1] = member
+          if added[i] == nil then added[i] = {} end
+          table.insert(added[i], check.a)
+          tokens[#tokens + 1] = member
+        end
+      end
+    end
+    replies[n] = tokens
+  end
 end
-return tokens
+
+for i, sum in pairs(sums) do
+  local check, key = sum[1], KEYS[i]
+  if check.c == 1 then
+    local name = key .. '|' .. check.t
+    redis.call('INCRBYFLOAT', name, sum[2])
+    redis.call('PEXPIREAT', name, math.ceil((window_start(check.s) + check.s) * 1000))
+  else
+    local members = sum[3]
+    for first = 1, #members, 1000 do  -- within the stack unpack can use
+      redis.call('ZADD', key .. '|ev', unpack(members, first, math.min(first + 999, #members)))
+    end
+    redis.call('INCRBYFLOAT', key .. '|sum', sum[2])
+    local ttl = math.ceil(check.s * 1000)
+    redis.call('PEXPIRE', key .. '|ev', ttl)
+    redis.call('PEXPIRE', key .. '|sum', ttl)
+  end
+end
+return replies
 """
 )
 
@@ -174,7 +226,7 @@ return 1
 _READ = (
     _COMMON
     + """
--- ARGV: calendar (0/1), the window's seconds, the time or "".
+-- ARGV: calendar (0/1), the window's seconds, the time.
 return tostring(current(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])))
 """
 )
@@ -205,38 +257,41 @@ class RedisStore:
         self._reserve = self._redis.register_script(_RESERVE)
         self._release = self._redis.register_script(_RELEASE)
         self._read = self._redis.register_script(_READ)
-        # Event ids unique across every process and host that shares the server.
-        self._ids = count()
+        # Event ids unique across every process and host that shares the server: this
+        # store's origin, the group's number, the event's place in the group.
+        self._groups = count()
         self._origin = uuid.uuid4().hex[:12]
 
-    def reserve(
-        self, checks: Sequence[Check], now: float, commit: bool = True
-    ) -> Refused | tuple[Token, ...]:
-        body = [
-            {
-                "c": int(check.window.calendar),
-                "s": check.window.seconds,
-                "a": check.amount,
-                "r": int(check.reserve),
-                "l": [[op.value, bound] for op, bound in check.limits],
-                "id": f"{self._origin}.{next(self._ids)}" if check.reserve else "",
-            }
-            for check in checks
+    def reserve(self, checks: Sequence[Check], now: float, commit: bool = True) -> Outcome:
+        return self.reserve_many(((checks, commit),), now)[0]
+
+    def reserve_many(self, requests: Sequence[Request], now: float) -> list[Outcome]:
+        # Pipelined calls repeat the same few checks: each distinct one is sent once.
+        keys: dict[str, int] = {}  # counter -> its place in KEYS, from 1 as Lua counts
+        shapes: dict[Any, int] = {}  # check -> its place in the group's checks, from 1
+        body: list[dict[str, Any]] = []
+        calls = []
+        for checks, commit in requests:
+            call = [int(commit)]
+            for check in checks:
+                try:
+                    place = shapes.get(check)
+                except TypeError:  # a limit with a list in it: sent as it is
+                    place = None
+                if place is None:
+                    body.append(_shape(check, keys))
+                    place = len(body)
+                    with contextlib.suppress(TypeError):
+                        shapes[check] = place
+                call.append(place)
+            calls.append(call)
+        group = orjson.dumps({"s": body, "q": calls})
+        args = [group, f"{self._origin}.{next(self._groups)}.", self._time(now)]
+        replies = self._run(self._reserve, [NAMESPACE + key for key in keys], args)
+        return [
+            _outcome(checks, commit, reply)
+            for (checks, commit), reply in zip(requests, replies, strict=True)
         ]
-        keys = [NAMESPACE + check.key for check in checks]
-        args = [orjson.dumps(body), "1" if commit else "0", self._time(now)]
-        reply = self._run(self._reserve, keys, args)
-        if reply[0] == 0:
-            retry = float(reply[3])
-            return Refused(int(reply[1]), _number(reply[2]), None if retry < 0 else retry)
-        if not commit:
-            return ()
-        idents = iter(_text(item) for item in reply[1:])
-        return tuple(
-            Token(check.key, check.window, check.amount, next(idents), check.refundable)
-            for check in checks
-            if check.reserve
-        )
 
     def release(self, tokens: Sequence[Token]) -> None:
         if not tokens:
@@ -286,6 +341,33 @@ class RedisStore:
 
     def close(self) -> None:
         self._redis.close()
+
+
+def _shape(check: Check, keys: dict[str, int]) -> dict[str, Any]:
+    return {
+        "i": keys.setdefault(check.key, len(keys) + 1),
+        "c": int(check.window.calendar),
+        "s": check.window.seconds,
+        "a": check.amount,
+        "r": int(check.reserve),
+        "l": [[op.value, bound] for op, bound in check.limits],
+    }
+
+
+def _outcome(checks: Sequence[Check], commit: bool, reply: list[Any]) -> Outcome:
+    if reply[0] == 0:
+        retry = float(reply[3])
+        # The script names the check that failed; the caller knows it by its rule.
+        rule = checks[int(reply[1])].rule
+        return Refused(rule, _number(reply[2]), None if retry < 0 else retry)
+    if not commit:
+        return ()
+    idents = iter(_text(item) for item in reply[1:])
+    return tuple(
+        Token(check.key, check.window, check.amount, next(idents), check.refundable)
+        for check in checks
+        if check.reserve
+    )
 
 
 def _glob_literal(text: str) -> str:

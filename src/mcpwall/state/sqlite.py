@@ -1,10 +1,10 @@
 """Counters in a SQLite file: embedded, shared safely by every process on the host,
 kept across restarts.
 
-Each reservation runs in one ``BEGIN IMMEDIATE`` transaction, which takes the file's
-write lock before reading: two processes can never both read "9 of 10" and both take
-the last slot. WAL mode lets readers go on meanwhile, and the busy timeout makes a
-process wait its turn instead of failing. ``synchronous=NORMAL`` commits without an
+Each reservation (or group of them) runs in one ``BEGIN IMMEDIATE`` transaction, which
+takes the file's write lock before reading: two processes can never both read "9 of 10"
+and both take the last slot. WAL mode lets readers go on meanwhile, and the busy timeout
+makes a process wait its turn instead of failing. ``synchronous=NORMAL`` commits without an
 fsync: a counter survives the process being killed, not the host losing power.
 
 Every counter keeps its running value in ``totals``, so that a check costs the same
@@ -25,7 +25,9 @@ from pathlib import Path
 from mcpwall.policy.model import Window
 from mcpwall.state.base import (
     Check,
+    Outcome,
     Refused,
+    Request,
     StoreUnavailable,
     Token,
     calendar_retry_after,
@@ -99,23 +101,17 @@ class SQLiteStore:
                 sql.execute("ROLLBACK")
             raise StoreUnavailable(f"SQLite state file {self.path}: {exc}") from exc
 
-    def reserve(
-        self, checks: Sequence[Check], now: float, commit: bool = True
-    ) -> Refused | tuple[Token, ...]:
+    def reserve(self, checks: Sequence[Check], now: float, commit: bool = True) -> Outcome:
+        return self.reserve_many(((checks, commit),), now)[0]
+
+    def reserve_many(self, requests: Sequence[Request], now: float) -> list[Outcome]:
         with self._transaction():
             if now >= self._next_prune:
                 self._prune(now)
-            rows = self._totals({check.key for check in checks})
-            values: dict[str, float] = {}
-            for check in checks:
-                value = values.get(check.key)
-                if value is None:
-                    value = values[check.key] = self._current(check, rows, now)
-                if fails(check, value):
-                    return Refused(check.rule, value, self._retry_after(check, value, now))
-            if not commit:
-                return ()
-            return self._add(checks, rows, values, now)
+            group = _Group(self, now, {check.key for checks, _ in requests for check in checks})
+            outcomes = [group.reserve(checks, commit) for checks, commit in requests]
+            group.write()
+        return outcomes
 
     def _totals(self, keys: set[str]) -> dict[str, list[float]]:
         """The stored [start, value] of each key, read in one statement."""
@@ -159,40 +155,6 @@ class SQLiteStore:
             return sliding_retry_after(check, value, events, now)
         finally:
             events.close()
-
-    def _add(
-        self,
-        checks: Sequence[Check],
-        rows: dict[str, list[float]],
-        values: dict[str, float],
-        now: float,
-    ) -> tuple[Token, ...]:
-        """Record every reserving check: one row per sliding event, and every new total
-        written in one statement (the lock is held, so the values read are current)."""
-        tokens: list[Token] = []
-        totals: dict[str, tuple[str, float, float, float]] = {}
-        for check in checks:
-            if not check.reserve:
-                continue
-            key = check.key
-            value = values[key] = values[key] + check.amount
-            if check.window.calendar:
-                start = window_start(check.window, now)
-                totals[key] = (key, start, value, start + check.window.seconds)
-                tokens.append(Token(key, check.window, check.amount, start, check.refundable))
-                continue
-            ident = (now, next(self._seq))
-            self._sql.execute(
-                "INSERT INTO events (key, ts, seq, amount) VALUES (?, ?, ?, ?)",
-                (key, now, ident[1], check.amount),
-            )
-            oldest = rows[key][0] if key in rows else now
-            totals[key] = (key, oldest, value, now + check.window.seconds)
-            tokens.append(Token(key, check.window, check.amount, ident, check.refundable))
-        if totals:
-            flat = tuple(item for row in totals.values() for item in row)
-            self._sql.execute(_replace_totals(len(totals)), flat)
-        return tuple(tokens)
 
     def _prune(self, now: float) -> None:
         """Forget counters that have run out: those of ended sessions, of old values."""
@@ -253,12 +215,64 @@ class SQLiteStore:
         self._db.close()
 
 
+class _Group:
+    """One transaction's reservations: the counters' values are read once, kept here
+    as each call adds to them, and written once at the end (the write lock is held
+    throughout, so what was read stays current)."""
+
+    def __init__(self, store: SQLiteStore, now: float, keys: set[str]) -> None:
+        self.store = store
+        self.now = now
+        self.rows = store._totals(keys)  # key -> [start (oldest event), value] stored
+        self.values: dict[str, float] = {}  # key -> its value now, this group's adds in
+        self.events: list[tuple[str, float, int, float]] = []  # to insert
+        self.totals: dict[str, tuple[str, float, float, float]] = {}  # to write
+
+    def reserve(self, checks: Sequence[Check], commit: bool) -> Outcome:
+        values = self.values
+        for check in checks:
+            value = values.get(check.key)
+            if value is None:
+                value = values[check.key] = self.store._current(check, self.rows, self.now)
+            if fails(check, value):
+                if self.events:  # the retry time counts the events added before this call
+                    self._insert_events()
+                return Refused(check.rule, value, self.store._retry_after(check, value, self.now))
+        if not commit:
+            return ()
+        return tuple(self._add(check) for check in checks if check.reserve)
+
+    def _add(self, check: Check) -> Token:
+        key, now = check.key, self.now
+        value = self.values[key] = self.values[key] + check.amount
+        if check.window.calendar:
+            start = window_start(check.window, now)
+            self.totals[key] = (key, start, value, start + check.window.seconds)
+            return Token(key, check.window, check.amount, start, check.refundable)
+        seq = next(self.store._seq)
+        self.events.append((key, now, seq, check.amount))
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = [now, value]
+        self.totals[key] = (key, row[0], value, now + check.window.seconds)
+        return Token(key, check.window, check.amount, (now, seq), check.refundable)
+
+    def _insert_events(self) -> None:
+        self.store._sql.executemany(
+            "INSERT INTO events (key, ts, seq, amount) VALUES (?, ?, ?, ?)", self.events
+        )
+        self.events.clear()
+
+    def write(self) -> None:
+        if self.events:
+            self._insert_events()
+        if self.totals:
+            self.store._sql.executemany(
+                "REPLACE INTO totals (key, start, value, expires) VALUES (?, ?, ?, ?)",
+                self.totals.values(),
+            )
+
+
 @lru_cache(maxsize=16)
 def _select_totals(count: int) -> str:
     return f"SELECT key, start, value FROM totals WHERE key IN ({','.join('?' * count)})"
-
-
-@lru_cache(maxsize=16)
-def _replace_totals(count: int) -> str:
-    rows = ",".join(["(?, ?, ?, ?)"] * count)
-    return f"REPLACE INTO totals (key, start, value, expires) VALUES {rows}"
