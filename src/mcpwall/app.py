@@ -141,6 +141,7 @@ class _Run:
         state: StateOptions,
         ops_options: OpsOptions,
         call_timeout: float | None,
+        identified: bool = False,
     ) -> None:
         self.policy_path = policy_path
         self.upstream = upstream
@@ -148,6 +149,12 @@ class _Run:
         self.holder = PolicyHolder(load_policy(policy_path))
         for warning in self.holder.current.warnings:
             log.warning("%s", warning)
+        if not identified and self.holder.current.reads_identity:
+            log.warning(
+                "the policy has rules per user (scope: user) or on token claims (claims.*), "
+                "and no call here carries a token (that takes --transport http --auth): "
+                "those rules deny every call they apply to"
+            )
         self.gate = state.gate()
         self.ops = Operations(ops_options, self.gate)
         self.watcher = PolicyWatcher(self.holder, self.ops.reloaded)
@@ -259,7 +266,14 @@ def run_http(
     """Serve Streamable HTTP to many clients until stopped (SIGINT, SIGTERM)."""
     from mcpwall.proxy.http import HttpListener
 
-    run = _Run(policy_path, upstream, state, ops_options, call_timeout)
+    run = _Run(
+        policy_path,
+        upstream,
+        state,
+        ops_options,
+        call_timeout,
+        identified=listener.authenticator is not None,
+    )
 
     def make_backend(events: LinkEvents, client_headers: dict[str, str]) -> ServerLink:
         return upstream.link(events, listener.max_message, client_headers)

@@ -261,7 +261,7 @@ def test_every_intercept_validation_error_is_reported(
         ),
         (
             RULE + "{rate_limit: {max: 3, window: 60, scope: team}}",
-            'tools.t.rules[0]: scope must be "session" or "global", got "team"',
+            'tools.t.rules[0]: scope must be "session", "global" or "user", got "team"',
         ),
         (
             RULE + "{rate_limit: {max: 3, window: 60, per: namespace}}",

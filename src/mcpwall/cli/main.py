@@ -21,6 +21,7 @@ from mcpwall import __version__
 
 if TYPE_CHECKING:
     from mcpwall.app import StateOptions
+    from mcpwall.auth.resource import Authenticator
     from mcpwall.proxy.http import ListenerOptions
 
 SUBCOMMANDS = {
@@ -238,6 +239,13 @@ def _proxy(argv: list[str]) -> int:
         help="require Authorization: Bearer with one of the tokens in FILE (one per line)",
     )
     http.add_argument(
+        "--auth",
+        metavar="issuer=URL,audience=AUD[,...]",
+        help="require OAuth access tokens (JWT) from this issuer for this audience; "
+        "more keys: scopes=a b (all required), jwks=URL (default: from the issuer's "
+        "metadata), skew=SECONDS (default 60), resource=URL (the public URL of /mcp)",
+    )
+    http.add_argument(
         "--allowed-host",
         action="append",
         default=[],
@@ -293,6 +301,8 @@ def _proxy(argv: list[str]) -> int:
         help="address for the metrics endpoint (default: 127.0.0.1)",
     )
     ns = parser.parse_args(own)
+    if ns.auth is not None and ns.transport != "http":
+        raise UserError("--auth applies to --transport http (stdio has no tokens to check)")
     if not ns.config:
         parser.print_usage(sys.stderr)
         raise UserError("a policy is required: -c POLICY")
@@ -348,6 +358,9 @@ def _headers(pairs: list[str]) -> dict[str, str]:
 def _listener(ns: argparse.Namespace, max_message: int) -> ListenerOptions:
     from mcpwall.proxy.http import ListenerOptions
 
+    authenticator = None
+    if ns.auth is not None:
+        authenticator = _authenticator(ns)
     tokens: frozenset[str] = frozenset()
     if ns.auth_token_file:
         try:
@@ -366,4 +379,23 @@ def _listener(ns: argparse.Namespace, max_message: int) -> ListenerOptions:
         session_header=ns.session_header,
         forward_headers=tuple(ns.forward_header),
         max_message=max_message,
+        authenticator=authenticator,
     )
+
+
+def _authenticator(ns: argparse.Namespace) -> Authenticator:
+    from mcpwall.auth.options import parse_auth
+    from mcpwall.auth.resource import Authenticator
+
+    if ns.auth_token_file:
+        raise UserError("--auth and --auth-token-file cannot be used together")
+    if any(name.lower() == "authorization" for name in ns.forward_header):
+        # The token was issued for mcpwall (its audience): passing it on would let the
+        # server replay it anywhere that audience is accepted.
+        raise UserError(
+            "--auth tokens are never passed upstream: drop --forward-header Authorization"
+        )
+    try:
+        return Authenticator(parse_auth(ns.auth))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None

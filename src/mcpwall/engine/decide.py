@@ -14,6 +14,12 @@ the outcome to ``conclude``, which makes the verdict. What cannot be decided is 
 a condition on a missing argument fails; a ``when`` that cannot tell lets its deny
 apply; a store that cannot be reached denies the calls that need it, and a pin that
 cannot be read holds its tool (unless told to fail open).
+
+Who calls (the Identity an OAuth token proved, HTTP with --auth) is read in two places
+only: ``claims.*`` conditions, which cannot tell for a call without a token, and the key
+of ``scope: user`` counters, which a call without a token (or without the claim named
+by ``user_key``) cannot have: such a rule denies it. So on stdio, where no call has a
+token, those rules deny every call they apply to (the policy loads, with a warning).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
+from mcpwall.auth import Identity
 from mcpwall.engine.operators import MISSING, resolve, resolve_each
 from mcpwall.engine.structured import read_arguments
 from mcpwall.policy.model import Action, Condition, Counter, Policy, Rule, Scope, ToolPlan
@@ -75,6 +82,7 @@ class Call(NamedTuple):
     session: str
     tool: str
     args: dict[str, Any]
+    identity: Identity | None = None  # who calls, when a token told (HTTP with --auth)
 
 
 class ToolFacts(Protocol):
@@ -171,21 +179,21 @@ def decide(
         args = read
     if not plan.stateful:
         for rule in plan.rules:
-            reason = _pure_denial(rule, tool, args)
+            reason = _pure_denial(rule, tool, args, call.identity)
             if reason is not None:
                 return _finish(
                     policy, plan, args, Verdict(tool, False, Step.RULE, rule.name, reason)
                 )
         if plan.approvals:
-            return _finish(policy, plan, args, _allowed(tool))
+            return _finish(policy, plan, args, _allowed(tool), call.identity)
         return _allowed(tool)  # the common call: monitor mode changes nothing allowed
 
     checks: list[Check] = []
     denial: tuple[Rule, str] | None = None
     for position, rule in enumerate(plan.rules):
-        reason = _pure_denial(rule, tool, args)
+        reason = _pure_denial(rule, tool, args, call.identity)
         if reason is None and rule.stateful:
-            reason = _add_checks(checks, position, rule, prefix, call.session, args)
+            reason = _add_checks(checks, position, rule, prefix, call, args)
         if reason is not None:
             denial = (rule, reason)
             break
@@ -193,7 +201,7 @@ def decide(
         verdict = _allowed(tool)
         if denial is not None:
             verdict = Verdict(tool, False, Step.RULE, denial[0].name, denial[1])
-        return _finish(policy, plan, args, verdict)
+        return _finish(policy, plan, args, verdict, call.identity)
     return Pending(policy, call, plan, args, tuple(checks), denial)
 
 
@@ -230,7 +238,7 @@ def conclude(
         verdict = Verdict(tool, False, Step.RULE, denial[0].name, denial[1])
     else:
         verdict = _allowed(tool)
-    return _finish(pending.policy, pending.plan, pending.args, verdict)
+    return _finish(pending.policy, pending.plan, pending.args, verdict, pending.call.identity)
 
 
 def not_approved(verdict: Verdict, outcome: ApprovalOutcome, why: str = "") -> Verdict:
@@ -255,11 +263,17 @@ def _allowed(tool: str) -> Verdict:
     return verdict
 
 
-def _finish(policy: Policy, plan: ToolPlan, args: dict[str, Any], verdict: Verdict) -> Verdict:
+def _finish(
+    policy: Policy,
+    plan: ToolPlan,
+    args: dict[str, Any],
+    verdict: Verdict,
+    identity: Identity | None = None,
+) -> Verdict:
     if policy.monitor:
         return verdict if verdict.allowed else replace(verdict, allowed=True, monitored=True)
     if verdict.allowed and plan.approvals:
-        rule = _approval(plan.approvals, args)
+        rule = _approval(plan.approvals, args, identity)
         if rule is not None:
             return replace(verdict, approval=rule)
     return verdict
@@ -297,31 +311,67 @@ def _fact_refusal(
     return None
 
 
-def _pure_denial(rule: Rule, tool: str, args: dict[str, Any]) -> str | None:
-    """The reason this rule denies the call on its arguments alone, if it does."""
+def _pure_denial(
+    rule: Rule, tool: str, args: dict[str, Any], identity: Identity | None
+) -> str | None:
+    """The reason this rule denies the call on its arguments (and claims) alone, if it
+    does."""
     if rule.action is Action.DENY:
         for condition in rule.when:
-            if _matches(condition, args) is False:
+            if _matches(condition, args, identity) is False:
                 return None
         return rule.reason or f'"{tool}" is denied by rule "{rule.name}"'
     for condition in rule.require:
+        root: Any = args
+        if condition.reads_claims:
+            if identity is None:
+                return rule.reason or _condition_reason(rule, condition, _NO_TOKEN)
+            root = identity.claims
         if condition.lists:
-            failing = _first_failing(condition, args)
+            failing = _first_failing(condition, root)
             if failing is not _HOLDS:
                 return rule.reason or _condition_reason(rule, condition, failing)
             continue
-        value = resolve(args, condition.steps)
+        if condition.reads_claims:
+            value = claim(root, condition.steps)
+        else:
+            value = resolve(root, condition.steps)
         if condition.test(value) is not True:
             return rule.reason or _condition_reason(rule, condition, value)
     return None
 
 
-def _matches(condition: Condition, args: dict[str, Any]) -> bool | None:
+class _NoToken:
+    __slots__ = ()
+
+
+# What a claims.* condition reads in a call without a token: no operator gets to see it
+# (an "exists: false" would hold), the condition cannot tell.
+_NO_TOKEN: Any = _NoToken()
+
+
+def claim(claims: dict[str, Any], steps: tuple[str, ...]) -> Any:
+    """A claim by its dotted path; a claim whose own name has dots in it (a namespaced
+    claim like https://example.com/groups) is found whole when the path finds nothing."""
+    value = resolve(claims, steps)
+    if value is MISSING and len(steps) > 1:
+        value = claims.get(".".join(steps), MISSING)
+    return value
+
+
+def _matches(condition: Condition, args: dict[str, Any], identity: Identity | None) -> bool | None:
     """A ``when`` condition: True or False, or None when it cannot tell. Over lists it
     matches when any value does, and is surely false only when every value surely is."""
+    root: Any = args
+    if condition.reads_claims:
+        if identity is None:
+            return None
+        root = identity.claims
+        if not condition.lists:
+            return condition.test(claim(root, condition.steps))
     if not condition.lists:
-        return condition.test(resolve(args, condition.steps))
-    verdicts = [condition.test(value) for value in resolve_each(args, condition.steps)]
+        return condition.test(resolve(root, condition.steps))
+    verdicts = [condition.test(value) for value in resolve_each(root, condition.steps)]
     if True in verdicts:
         return True
     return False if verdicts and all(v is False for v in verdicts) else None
@@ -342,17 +392,21 @@ def _first_failing(condition: Condition, args: dict[str, Any]) -> Any:
     return _HOLDS
 
 
-def _approval(rules: tuple[Rule, ...], args: dict[str, Any]) -> Rule | None:
+def _approval(
+    rules: tuple[Rule, ...], args: dict[str, Any], identity: Identity | None
+) -> Rule | None:
     """The first approve rule whose ``when`` holds or cannot be told (fail closed:
     a missing argument asks the human)."""
     for rule in rules:
-        if all(_matches(condition, args) is not False for condition in rule.when):
+        if all(_matches(condition, args, identity) is not False for condition in rule.when):
             return rule
     return None
 
 
 def _condition_reason(rule: Rule, condition: Condition, value: Any) -> str:
-    if value is MISSING:
+    if value is _NO_TOKEN:
+        seen = "the call carries no token to read it from"
+    elif value is MISSING:
         seen = f"{condition.path} is missing"
     else:
         seen = f"{condition.path} is {_show(value)}"
@@ -364,15 +418,18 @@ def _add_checks(
     position: int,
     rule: Rule,
     prefix: str,
-    session: str,
+    call: Call,
     args: dict[str, Any],
 ) -> str | None:
-    """Append the rule's store checks; a reason if the call's arguments make the rule
-    impossible to apply (an increment that is not a non-negative number)."""
+    """Append the rule's store checks; a reason if the call makes the rule impossible to
+    apply (an increment that is not a non-negative number, a per-user counter and no
+    user)."""
     for condition in rule.state_checks:
         counter = condition.counter
         assert counter is not None
-        key = counter_key(counter, prefix, session, args)
+        key = counter_key(counter, prefix, call.session, args, call.identity)
+        if key is None:
+            return _no_user(rule, counter)
         checks.append(
             Check(position, key, counter.window, 0, ((condition.op, condition.value),), False)
         )
@@ -389,10 +446,13 @@ def _add_checks(
                 f"non-negative number (it is {shown})"
             )
         amount = float(amount)  # stores keep doubles: SQLite's integers stop at 2**63
+    key = counter_key(counter, prefix, call.session, args, call.identity)
+    if key is None:
+        return _no_user(rule, counter)
     checks.append(
         Check(
             position,
-            counter_key(counter, prefix, session, args),
+            key,
             counter.window,
             amount,
             counter.limits,
@@ -403,19 +463,62 @@ def _add_checks(
     return None
 
 
-def counter_key(counter: Counter, prefix: str, session: str, args: dict[str, Any]) -> str:
-    """The store key of a counter for this call: the --state-prefix, the scope and, with
-    ``per``, the argument's value."""
+def counter_key(
+    counter: Counter,
+    prefix: str,
+    session: str,
+    args: dict[str, Any],
+    identity: Identity | None = None,
+) -> str | None:
+    """The store key of a counter for this call: the --state-prefix, the scope (the
+    session, the user) and, with ``per``, the argument's value. None for a per-user
+    counter when the call has no user. A user's key is the same in every session and
+    every replica that shares the store, so a user's calls count together."""
     key = f"{prefix}{counter.owner}.{counter.name}"
     if counter.scope is Scope.SESSION:
         key = f"{prefix}session:{session}:{counter.owner}.{counter.name}"
+    elif counter.scope is Scope.USER:
+        user = _user(counter, identity)
+        if user is None:
+            return None
+        key = f"{prefix}user:{_key_text(user)}:{counter.owner}.{counter.name}"
     if counter.per is not None:
         value = resolve(args, counter.per)
-        text = "<missing>" if value is MISSING else orjson.dumps(value).decode()
-        if len(text) > _MAX_KEY_VALUE:
-            text = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        text = "<missing>" if value is MISSING else _key_text(value)
         key = f"{key}|{counter.per_path}={text}"
     return key
+
+
+def _user(counter: Counter, identity: Identity | None) -> Any:
+    """Who a per-user counter counts for: the subject, or the user_key claim (a string
+    or a number; anything else cannot tell users apart)."""
+    if identity is None:
+        return None
+    if counter.user_key is None:
+        return identity.subject
+    value = claim(identity.claims, counter.user_key)
+    if type(value) is str and value:
+        return value
+    return value if type(value) in (int, float) and type(value) is not bool else None
+
+
+def _key_text(value: Any) -> str:
+    text = orjson.dumps(value).decode()
+    if len(text) > _MAX_KEY_VALUE:
+        text = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return text
+
+
+def _no_user(rule: Rule, counter: Counter) -> str:
+    if counter.user_key_path is None:
+        return rule.reason or (
+            f'Rule "{rule.name}" counts per user, and this call carries no token that '
+            "tells who the user is"
+        )
+    return rule.reason or (
+        f'Rule "{rule.name}" counts per user by {counter.user_key_path}, and this call '
+        "carries no token with that claim"
+    )
 
 
 def _limit_reason(

@@ -1,8 +1,9 @@
 """The audit log: one JSONL file per mcpwall instance, one line per event.
 
 Events: ``startup`` (version, policy path and hash), ``decision`` (one per judged call:
-time, instance, session, tool, allowed or denied, rule, reason, SHA-256 of the canonical
-arguments, mcpwall's own latency, the upstream error if any), ``reload``, ``heartbeat``
+time, instance, session, the caller's token subject under --auth, tool, allowed or
+denied, rule, reason, SHA-256 of the canonical arguments, mcpwall's own latency, the
+upstream error if any), ``reload``, ``heartbeat``
 (every minute, so that ``mcpwall status`` can tell a live instance from a dead one) and
 ``shutdown``. A denied call is written when it is denied; a forwarded one when it ends,
 so that its record holds the server's error, if any.
@@ -179,6 +180,8 @@ class AuditLog:
             "upstream_error": error,
             "policy_sha256": record.policy_digest,
         }
+        if record.subject is not None:
+            event["subject"] = record.subject
         if verdict.approval is not None:
             event["approval"] = record.approval_outcome
         if record.redacted:

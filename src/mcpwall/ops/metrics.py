@@ -1,8 +1,10 @@
 """Prometheus metrics on --metrics-port: calls and denials by tool, rule and decision,
-the decision latency, upstream errors, store errors and reloads.
+calls and denials by token subject (under --auth), the decision latency, upstream
+errors, store errors and reloads.
 
 Tool names come from the agent: past MAX_TOOL_LABELS distinct names, the rest are counted
-as "(other)", so that a flood of made-up names cannot grow the metrics without end.
+as "(other)", so that a flood of made-up names cannot grow the metrics without end. The
+same holds for subjects, past MAX_SUBJECT_LABELS (a team's users, not the internet's).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from mcpwall.proxy.record import CallRecord
 
 MAX_TOOL_LABELS = 256
+MAX_SUBJECT_LABELS = 1000
 _LATENCY_BUCKETS = (
     0.000005,
     0.00001,
@@ -40,6 +43,12 @@ class Metrics:
             "mcpwall_calls",
             "tools/call requests judged",
             ["tool", "decision", "rule"],
+            registry=self.registry,
+        )
+        self._subjects = Counter(
+            "mcpwall_subject_calls",
+            "tools/call requests judged, by the caller's token subject",
+            ["subject", "decision"],
             registry=self.registry,
         )
         self._latency = Histogram(
@@ -74,6 +83,7 @@ class Metrics:
 
         self.registry.register(StoreErrors())  # type: ignore[arg-type]
         self._tools: set[str] = set()
+        self._subject_names: set[str] = set()
         self.server, self.thread = start_http_server(port, addr=bind, registry=self.registry)
 
     def decided(self, session: str, record: CallRecord, size: int) -> None:
@@ -81,6 +91,8 @@ class Metrics:
             "monitored" if record.monitored else ("allowed" if record.allowed else "denied")
         )
         self._calls.labels(self._tool(record.tool), verdict, record.rule or "").inc()
+        if record.subject is not None:
+            self._subjects.labels(self._subject(record.subject), verdict).inc()
         self._latency.observe(record.latency_us / 1_000_000)
 
     def answered(self, session: str, record: CallRecord, error: str | None) -> None:
@@ -97,12 +109,20 @@ class Metrics:
         self.reloads.labels("ok" if ok else "refused").inc()
 
     def _tool(self, name: str) -> str:
-        if name in self._tools:
-            return name
-        if len(self._tools) < MAX_TOOL_LABELS:
-            self._tools.add(name)
-            return name
-        return "(other)"
+        return _bounded(self._tools, name, MAX_TOOL_LABELS)
+
+    def _subject(self, name: str) -> str:
+        return _bounded(self._subject_names, name, MAX_SUBJECT_LABELS)
 
     def close(self) -> None:
         self.server.shutdown()
+
+
+def _bounded(seen: set[str], name: str, limit: int) -> str:
+    """The label for ``name``: itself while fewer than ``limit`` names are in use."""
+    if name in seen:
+        return name
+    if len(seen) < limit:
+        seen.add(name)
+        return name
+    return "(other)"

@@ -11,7 +11,8 @@ Compilation spells both dialects out into the same model:
   ``state`` counters, ``rate_limit: N/minute|hour|day``. Rules of this form need a name.
 - Seed form: ``action: allow``, ``action: deny`` with ``reason``,
   ``rate_limit: {max: N, window: SECONDS}``; no name needed, one is derived.
-- Extensions: ``scope``, ``per``, ``when`` on deny, globs in tool keys and ``hide``,
+- Extensions: ``scope`` (``session``, ``global``, ``user`` with ``user_key``), ``per``,
+  ``when`` on deny, ``claims.*`` condition paths, globs in tool keys and ``hide``,
   durations (``90s``, ``15m``, ``1h``, ``1d``), top-level ``mode: monitor``.
 """
 
@@ -66,6 +67,7 @@ _RULE_KEYS = (
     "rate_limit",
     "scope",
     "per",
+    "user_key",
     "remember",
     "timeout",
 )
@@ -425,10 +427,10 @@ class _Compiler(Reporter):
             else:
                 draft.counter = read_state_block(self, raw, owner, where)
                 draft.counter_mark = raw.at("state")
-        elif "scope" in raw or "per" in raw:
+        elif "scope" in raw or "per" in raw or "user_key" in raw:
             self.error(
-                raw.key_at("scope" if "scope" in raw else "per"),
-                f"{where}: scope and per apply to a rate_limit or a state counter",
+                raw.key_at(next(k for k in ("scope", "per", "user_key") if k in raw)),
+                f"{where}: scope, per and user_key apply to a rate_limit or a state counter",
                 "add a rate_limit or a state block, or remove them",
             )
 
@@ -557,7 +559,7 @@ class _Compiler(Reporter):
                 condition = read_condition(self, raw, mark, at)
                 if condition is None:
                     continue
-                if condition.path.startswith("args."):
+                if not condition.path.startswith("state."):  # args.* or claims.*
                     require.append(condition)
                     continue
                 target = self._state_target(condition, counters, raw, where, at)

@@ -1,5 +1,9 @@
 """Reading conditions: ``{path, op, value}`` checked for its operator and compiled into a
-test, as Intercept validates them (the same error wording)."""
+test, as Intercept validates them (the same error wording).
+
+Besides Intercept's ``args.`` and ``state.`` paths, a condition may read the caller's
+token: ``claims.groups`` (HTTP with --auth; with no token such a condition cannot tell,
+and so denies)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ _CONDITION_KEYS = ("path", "op", "value")
 _OPS = tuple(op.value for op in Op)
 _LIST_OPS = (Op.IN, Op.NOT_IN)
 _ORDER_OPS = (Op.LT, Op.LTE, Op.GT, Op.GTE)
+_ROOTS = ("args.", "state.", "claims.")
 
 
 def read_condition_list(
@@ -52,19 +57,20 @@ def read_condition(
     path = raw.get("path")
     op_text = raw.get("op")
     value = raw.get("value")
-    if not isinstance(path, str) or not (path.startswith("args.") or path.startswith("state.")):
+    if not isinstance(path, str) or not path.startswith(_ROOTS):
         written = path if isinstance(path, str) else shown(path)
         report.error(
             raw.at("path"),
             f'{where}: path must start with "args." or "state.", got "{written}"',
-            "use args.<argument> or state.<tool>.<counter>",
+            "use args.<argument> or state.<tool>.<counter> (or claims.<claim> of the "
+            "caller's token)",
         )
         ok = False
     elif path.startswith("state.") and not allow_state:
         report.error(
             raw.at("path"),
-            f"{where}: when: conditions read arguments only",
-            "use args.<argument>",
+            f"{where}: when: conditions read arguments and claims only",
+            "use args.<argument> or claims.<claim>",
         )
         ok = False
     elif any(not step for step in path.split(".")[1:]) or path.endswith("."):
@@ -127,7 +133,16 @@ def read_condition(
     lists = len(steps) != path.count(".")
     plain_value = list(value) if isinstance(value, YList) else value
     test = make_test(op, plain_value)
-    return Condition(path, steps, op, plain_value, test, mark.line, lists=lists)
+    return Condition(
+        path,
+        steps,
+        op,
+        plain_value,
+        test,
+        mark.line,
+        lists=lists,
+        reads_claims=path.startswith("claims."),
+    )
 
 
 _INDEXES = re.compile(r"\[(\*|[0-9]+)\]")

@@ -11,8 +11,9 @@ from mcpwall.policy.model import Counter, Op, Scope, Window
 from mcpwall.policy.report import Reporter, shown
 from mcpwall.policy.source import YMap
 
-_STATE_KEYS = ("counter", "window", "increment", "increment_from", "scope", "per")
-_RATE_KEYS = ("max", "window", "scope", "per")
+_STATE_KEYS = ("counter", "window", "increment", "increment_from", "scope", "per", "user_key")
+_RATE_KEYS = ("max", "window", "scope", "per", "user_key")
+_SCOPES = ("session", "global", "user")
 _CALENDAR = {"minute": 60, "hour": 3600, "day": 86400}
 _DURATION = re.compile(r"([0-9]+)(s|m|h|d)")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -75,6 +76,7 @@ def read_rate_limit(report: Reporter, raw: YMap, owner: str, where: str) -> Coun
         )
         return None
     scope, per, per_path = read_scope_and_per(report, raw, options, where, default_scope)
+    user_key, user_key_path = read_user_key(report, raw, options, where, scope)
     return Counter(
         owner=owner,
         name=f"_rate_{window.label}",
@@ -88,6 +90,8 @@ def read_rate_limit(report: Reporter, raw: YMap, owner: str, where: str) -> Coun
         increment_from_path=None,
         limits=((Op.LTE, count),),
         max_calls=count,
+        user_key=user_key,
+        user_key_path=user_key_path,
     )
 
 
@@ -142,6 +146,7 @@ def read_state_block(report: Reporter, raw: YMap, owner: str, where: str) -> Cou
         else:
             steps = tuple(increment_from[5:].split("."))
     scope, per, per_path = read_scope_and_per(report, raw, block, f"{where}.state", Scope.GLOBAL)
+    user_key, user_key_path = read_user_key(report, raw, block, f"{where}.state", scope)
     if not ok or window is None:
         return None
     assert isinstance(counter, str)
@@ -157,6 +162,8 @@ def read_state_block(report: Reporter, raw: YMap, owner: str, where: str) -> Cou
         increment_from=steps,
         increment_from_path=increment_from if steps else None,
         limits=(),
+        user_key=user_key,
+        user_key_path=user_key_path,
     )
 
 
@@ -211,11 +218,12 @@ def read_scope_and_per(
     for source in sources:
         if "scope" in source:
             value = source["scope"]
-            if value not in ("session", "global"):
+            if value not in _SCOPES:
                 report.error(
                     source.at("scope"),
-                    f'{where}: scope must be "session" or "global", got "{shown(value)}"',
-                    "session: each agent session counts alone; global: shared",
+                    f'{where}: scope must be "session", "global" or "user", got "{shown(value)}"',
+                    "session: each agent session counts alone; global: shared; "
+                    "user: each token subject (HTTP with --auth)",
                 )
             else:
                 scope = Scope(value)
@@ -235,6 +243,41 @@ def read_scope_and_per(
                 per = tuple(value[5:].split("."))
                 per_path = value
     return scope, per, per_path
+
+
+def read_user_key(
+    report: Reporter, rule: YMap, block: YMap | None, where: str, scope: Scope
+) -> tuple[tuple[str, ...] | None, str | None]:
+    """The claim that tells users apart for scope: user (``user_key: claims.email``);
+    None for the token's subject."""
+    sources = [m for m in (block, rule) if m is not None and "user_key" in m]
+    if not sources:
+        return None, None
+    source = sources[0]
+    if len(sources) > 1:
+        report.error(
+            rule.key_at("user_key"), f"{where}: user_key is given twice", "keep it in one place"
+        )
+    value = source["user_key"]
+    if scope is not Scope.USER:
+        report.error(
+            source.key_at("user_key"),
+            f"{where}: user_key applies to scope: user only",
+            "add scope: user, or remove user_key",
+        )
+        return None, None
+    if (
+        not isinstance(value, str)
+        or not value.startswith("claims.")
+        or not all(value[7:].split("."))
+    ):
+        report.error(
+            source.at("user_key"),
+            f'{where}: user_key must be a claim path like claims.email, got "{shown(value)}"',
+            "leave it out to count by the token's subject (sub)",
+        )
+        return None, None
+    return tuple(value[7:].split(".")), value
 
 
 def window_from_text(text: str, calendar: bool) -> Window | None:

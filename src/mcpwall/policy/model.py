@@ -45,6 +45,7 @@ class Action(StrEnum):
 class Scope(StrEnum):
     SESSION = "session"
     GLOBAL = "global"
+    USER = "user"  # the token's subject, or the claim named by user_key (HTTP with --auth)
 
 
 class Format(StrEnum):
@@ -82,7 +83,7 @@ class Window:
 @dataclass(frozen=True, slots=True)
 class Condition:
     path: str  # as written, e.g. "args.amount"
-    steps: tuple[str, ...]  # the path below "args." or the counter's key parts
+    steps: tuple[str, ...]  # the path below "args." / "claims.", or the counter's key parts
     op: Op
     value: Any
     test: Callable[[Any], Verdict]
@@ -91,6 +92,9 @@ class Condition:
     # The path walks into lists (``[*]`` each element, ``[0]`` one): a condition on
     # every value it reaches, quantified towards denying (see engine.decide).
     lists: bool = False
+    # It reads the caller's token (claims.*), not the arguments: a field, not a
+    # property, since the engine asks it of every condition of every call.
+    reads_claims: bool = False
 
     def describe(self) -> str:
         return f"{self.path} {self.op.value} {self.value!r}"
@@ -117,6 +121,9 @@ class Counter:
     increment_from_path: str | None
     limits: tuple[tuple[Op, float], ...]  # the value after this call must satisfy each
     max_calls: int | None = None  # for rate limits: the N of "N per window"
+    # scope: user keys by the token's subject, or by this claim (user_key: claims.email)
+    user_key: tuple[str, ...] | None = None
+    user_key_path: str | None = None
 
     @property
     def state_path(self) -> str:
@@ -225,6 +232,16 @@ class Policy:
     @property
     def stateful(self) -> bool:
         return bool(self.counters)
+
+    @property
+    def reads_identity(self) -> bool:
+        """Whether a rule needs to know who calls: a scope: user counter, or a
+        condition on claims. Without a token every such rule denies."""
+        if any(counter.scope is Scope.USER for counter in self.counters.values()):
+            return True
+        entries = [*self.entries.values(), *(entry for _, entry in self.globs)]
+        rules = [rule for entry in entries for rule in entry.rules] + list(self.wildcard)
+        return any(c.reads_claims for rule in rules for c in (*rule.when, *rule.require))
 
     def is_hidden(self, tool: str) -> bool:
         if tool in self.hidden:

@@ -26,6 +26,7 @@ class CallRecord:
     args_digest: str | None = None
     approval_outcome: ApprovalOutcome | None = None
     redacted: dict[str, int] | None = None  # secrets taken out of the result, by kind
+    subject: str | None = None  # the caller's token subject, under --auth
 
     @property
     def tool(self) -> str:

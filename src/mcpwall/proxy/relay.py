@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mcpwall import mcp
+from mcpwall.auth import Identity
 from mcpwall.engine.decide import ApprovalOutcome, Call, Pending, Verdict, not_approved
 from mcpwall.engine.gate import Gate
 from mcpwall.policy.model import Policy, Rule
@@ -183,6 +184,9 @@ class Session:
         self._group: list[_Parked] | None = None  # between read_start and read_end
         self._group_ids: set[Any] = set()  # the request ids of the parked calls
         self.protocol_version: str | None = None
+        # Who sends the messages being read, when a token told (HTTP with --auth): set
+        # by the transport before it hands a message over.
+        self.identity: Identity | None = None
 
     @property
     def pending_count(self) -> int:
@@ -263,7 +267,8 @@ class Session:
         if type(name) is not str or (args is not None and type(args) is not dict):
             return None
         policy = self._policy()
-        verdict = self._gate.decide(policy, Call(self.id, name, args or {}), self._tools)
+        call = Call(self.id, name, args or {}, self.identity)
+        verdict = self._gate.decide(policy, call, self._tools)
         if not isinstance(verdict, Pending):
             return policy, verdict, ()
         assert self._group is not None
@@ -400,7 +405,8 @@ class Session:
 
         if judged is None:
             policy = self._policy()
-            verdict, tokens = self._gate.judge(policy, Call(self.id, name, args), self._tools)
+            call = Call(self.id, name, args, self.identity)
+            verdict, tokens = self._gate.judge(policy, call, self._tools)
         elif isinstance(judged, Exception):
             raise judged
         else:
@@ -411,6 +417,8 @@ class Session:
             record.latency_us = (time.perf_counter_ns() - self._received) / 1000
             record.policy_digest = policy.digest
             record.args = args
+            if self.identity is not None:
+                record.subject = self.identity.subject
             for observer in self._observers:
                 try:
                     observer.decided(self.id, record, self._received_size)

@@ -9,11 +9,14 @@ import hmac
 import ipaddress
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mcpwall import mcp
 from mcpwall.proxy.http.asgi import Reply
+
+if TYPE_CHECKING:
+    from mcpwall.auth.resource import Authenticator
 
 log = logging.getLogger("mcpwall")
 
@@ -30,6 +33,7 @@ class ListenerOptions:
     session_header: str | None = None
     forward_headers: tuple[str, ...] = ()
     max_message: int = 256 * 1024 * 1024
+    authenticator: Authenticator | None = None  # --auth: OAuth access tokens
 
 
 def host_and_origin(headers: dict[str, str], options: ListenerOptions) -> None:

@@ -4,6 +4,11 @@ A POST's answer is JSON, or an event stream when the server has something to sen
 (progress, or a request of its own); a GET opens the stream for what the server sends
 unasked; DELETE ends the session. The listener binds 127.0.0.1 by default. A client's
 own headers are never sent upstream, except those named by --forward-header.
+
+With --auth, every request but the metadata document's needs an OAuth access token
+(mcpwall.auth checks it). A session then belongs to the subject whose token opened it:
+a leaked session id is of no use to another user. The calls of each POST are judged
+with the Identity of its own token, which is how a renewed token takes effect at once.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mcpwall import mcp
+from mcpwall.auth import Identity
 from mcpwall.proxy.http import checks
 from mcpwall.proxy.http.asgi import (
     Receive,
@@ -134,18 +140,27 @@ class HttpListener:
         if scope["type"] != "http":
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        auth = self.options.authenticator
         try:
-            if scope["path"] not in PATHS:
+            if scope["path"] not in PATHS and (auth is None or scope["path"] not in auth.paths):
                 raise Reply(404, "Not found: the MCP endpoint is /mcp")
             checks.host_and_origin(headers, self.options)
-            checks.bearer_token(headers, self.options.auth_tokens)
+            user: Identity | None = None
+            if auth is None:
+                checks.bearer_token(headers, self.options.auth_tokens)
+            else:
+                outcome = await auth.authenticate(scope, headers)
+                if not isinstance(outcome, Identity):
+                    await respond(send, outcome.status, outcome.body, outcome.headers)
+                    return
+                user = outcome
             method = scope["method"]
             if method == "POST":
-                await self._post(headers, receive, send)
+                await self._post(headers, receive, send, user)
             elif method == "GET":
-                await self._get(headers, receive, send)
+                await self._get(headers, receive, send, user)
             elif method == "DELETE":
-                await self._delete(headers, send)
+                await self._delete(headers, send, user)
             else:
                 raise Reply(
                     405, f"Method {method} not allowed", headers={"allow": "GET, POST, DELETE"}
@@ -155,7 +170,9 @@ class HttpListener:
 
     # -- POST: messages from the client -------------------------------------------------
 
-    async def _post(self, headers: dict[str, str], receive: Receive, send: Send) -> None:
+    async def _post(
+        self, headers: dict[str, str], receive: Receive, send: Send, user: Identity | None
+    ) -> None:
         checks.post_headers(headers)
         body = await read_body(receive, self.options.max_message)
         message = checks.strict_message(body)
@@ -169,10 +186,11 @@ class HttpListener:
         modern = mcp.modern_version(message)
         if modern is not None:
             checks.mirrored_headers(headers, message, modern)
-            client = await self._stateless_client(headers)
+            client = await self._stateless_client(headers, user)
         else:
-            client = await self._session_client(headers, message)
+            client = await self._session_client(headers, message, user)
         client.last_used = time.monotonic()
+        client.session.identity = user
         for name in self.options.forward_headers:
             if name.lower() in headers:
                 client.forwarded[name] = headers[name.lower()]
@@ -236,11 +254,13 @@ class HttpListener:
             data, complete = await exchange.queue.get()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _session_client(self, headers: dict[str, str], message: Any) -> Client:
+    async def _session_client(
+        self, headers: dict[str, str], message: Any, user: Identity | None
+    ) -> Client:
         session = headers.get("mcp-session-id")
         if session is not None:
-            client = self._clients.get(session)
-            if client is None or client.stateless:
+            client = self._owned(session, user)
+            if client is None:
                 raise Reply(404, "Session not found: start a new one with initialize")
             return client
         if not mcp.initialize_ids(message):
@@ -249,12 +269,13 @@ class HttpListener:
             raise Reply(503, "Too many sessions: try again later")
         key = secrets.token_urlsafe(24)
         client = self._clients[key] = self._new_client(key, stateless=False)
+        client.owner = None if user is None else user.subject
         await self._start(client)
         log.info("new client session %s", key[:8])
         return client
 
-    async def _stateless_client(self, headers: dict[str, str]) -> Client:
-        who = identity(headers, self.options.session_header)
+    async def _stateless_client(self, headers: dict[str, str], user: Identity | None) -> Client:
+        who = identity(headers, self.options.session_header, user)
         if who is None:
             who = ANONYMOUS
             if not self._warned_anonymous:
@@ -276,6 +297,16 @@ class HttpListener:
             raise Reply(502, "Bad gateway: the MCP server did not start", mcp.SERVER_GONE)
         return client
 
+    def _owned(self, session: str, user: Identity | None) -> Client | None:
+        """The client session by this id, if the request may use it: under --auth only
+        with a token of the subject that opened it."""
+        client = self._clients.get(session)
+        if client is None or client.stateless:
+            return None
+        if client.owner != (None if user is None else user.subject):
+            return None
+        return client
+
     def _new_client(self, key: str, stateless: bool) -> Client:
         return Client(key, stateless, self._make_backend, self._make_session, self.forget)
 
@@ -293,16 +324,18 @@ class HttpListener:
 
     # -- GET: the stream of what the server sends unasked ----------------------------------
 
-    async def _get(self, headers: dict[str, str], receive: Receive, send: Send) -> None:
+    async def _get(
+        self, headers: dict[str, str], receive: Receive, send: Send, user: Identity | None
+    ) -> None:
         if "text/event-stream" not in headers.get("accept", ""):
             raise Reply(406, "Not acceptable: a GET stream is text/event-stream")
         session = headers.get("mcp-session-id")
-        client = self._clients.get(session or "")
+        client = self._owned(session or "", user)
         if session is None:
             raise Reply(
                 405, "No session: stateless requests have no GET stream", headers={"allow": "POST"}
             )
-        if client is None or client.stateless:
+        if client is None:
             raise Reply(404, "Session not found: start a new one with initialize")
         stream: asyncio.Queue[bytes] = asyncio.Queue()
         for data in client.backlog:
@@ -340,10 +373,10 @@ class HttpListener:
 
     # -- DELETE: the end of a session -----------------------------------------------------
 
-    async def _delete(self, headers: dict[str, str], send: Send) -> None:
+    async def _delete(self, headers: dict[str, str], send: Send, user: Identity | None) -> None:
         session = headers.get("mcp-session-id")
-        client = self._clients.get(session or "")
-        if client is None or client.stateless:
+        client = self._owned(session or "", user)
+        if client is None:
             # Looked at before it is taken out: a DELETE naming a stateless identity
             # (its key is known to whoever knows the identity) used to drop it from the
             # map unclosed, its server left running, a new one started by the next

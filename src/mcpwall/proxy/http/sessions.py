@@ -58,6 +58,7 @@ class Client:
     ) -> None:
         self.key = key
         self.stateless = stateless
+        self.owner: str | None = None  # the subject whose token opened it, under --auth
         self.forwarded: dict[str, str] = {}
         self.link = make_backend(self, self.forwarded)
         # The session id is a secret (who knows it can use the session): logs and

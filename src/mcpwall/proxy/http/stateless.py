@@ -10,16 +10,23 @@ import logging
 from typing import Any
 
 from mcpwall import mcp
+from mcpwall.auth import Identity
 
 log = logging.getLogger("mcpwall")
 
 ANONYMOUS = "stateless:anonymous"
 
 
-def identity(headers: dict[str, str], session_header: str | None) -> str | None:
+def identity(
+    headers: dict[str, str], session_header: str | None, user: Identity | None = None
+) -> str | None:
     """Who a stateless request comes from, for scope: session counters; None when it
-    names no one (no bearer token, no --session-header)."""
-    if session_header and headers.get(session_header.lower()):
+    names no one (no bearer token, no --session-header). Under --auth, the token's
+    subject (a renewed token keeps it), and the session header apart within it: one
+    user cannot name another's sessions."""
+    if user is not None:
+        value = user.subject + "\n" + headers.get((session_header or "").lower(), "")
+    elif session_header and headers.get(session_header.lower()):
         value = headers[session_header.lower()]
     elif headers.get("authorization"):
         value = headers["authorization"]
