@@ -27,6 +27,7 @@ from mcpwall.proxy.tools import ToolView
 from mcpwall.state import open_store
 
 if TYPE_CHECKING:
+    from mcpwall.ops.tracing import Tracing
     from mcpwall.proxy.http import ListenerOptions
 
 log = logging.getLogger("mcpwall")
@@ -55,13 +56,15 @@ class OpsOptions:
     retention_days: float = 7.0
     metrics_port: int | None = None
     metrics_bind: str = "127.0.0.1"
+    otlp_endpoint: str | None = None
 
 
 class Operations:
-    """The audit log and the metrics, as far as they could be opened."""
+    """The audit log, the metrics and the traces, as far as they could be opened."""
 
     def __init__(self, options: OpsOptions, gate: Gate) -> None:
         from mcpwall.ops.audit import AuditLog, default_events_dir
+        from mcpwall.ops.tracing import Tracing, traces_url
 
         self.audit: AuditLog | None = None
         directory = Path(options.events_dir) if options.events_dir else default_events_dir()
@@ -77,11 +80,19 @@ class Operations:
                 options.metrics_port, options.metrics_bind, lambda: gate.store_errors
             )
             log.info("metrics on http://%s:%d/metrics", options.metrics_bind, options.metrics_port)
+        self.tracing: Tracing | None = None
+        url = traces_url(options.otlp_endpoint)
+        if url is not None:
+            try:
+                self.tracing = Tracing(url)
+                log.info("traces to %s", url)
+            except ImportError:
+                log.error("no traces: they need the otel extra, pip install 'mcpwall[otel]'")
 
     @property
     def observers(self) -> list[Observer]:
         found: list[Observer] = []
-        for observer in (self.audit, self.metrics):
+        for observer in (self.audit, self.metrics, self.tracing):
             if observer is not None:
                 found.append(observer)
         return found
@@ -96,6 +107,8 @@ class Operations:
             self.audit.close()
         if self.metrics is not None:
             self.metrics.close()
+        if self.tracing is not None:
+            self.tracing.close()
 
 
 @dataclass(frozen=True, slots=True)

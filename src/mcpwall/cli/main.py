@@ -300,6 +300,13 @@ def _proxy(argv: list[str]) -> int:
         metavar="ADDR",
         help="address for the metrics endpoint (default: 127.0.0.1)",
     )
+    ops.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="send a trace span for each call over OTLP/HTTP, e.g. http://localhost:4318 "
+        "(default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT, "
+        "else no traces); needs mcpwall[otel]",
+    )
     ns = parser.parse_args(own)
     if ns.auth is not None and ns.transport != "http":
         raise UserError("--auth applies to --transport http (stdio has no tokens to check)")
@@ -322,7 +329,12 @@ def _proxy(argv: list[str]) -> int:
 
     state = state_options(ns)
     ops = OpsOptions(
-        ns.events_dir, ns.log_args, ns.events_retention_days, ns.metrics_port, ns.metrics_bind
+        ns.events_dir,
+        ns.log_args,
+        ns.events_retention_days,
+        ns.metrics_port,
+        ns.metrics_bind,
+        ns.otlp_endpoint,
     )
     max_message = ns.max_message_size or DEFAULT_MAX_MESSAGE
     try:

@@ -38,6 +38,7 @@ class Gate:
         self.fail_open = fail_open
         self.clock = clock
         self.store_errors = 0
+        self.store_us = 0.0  # how long the latest verdict waited on the store (µs)
 
     def judge(
         self,
@@ -50,6 +51,7 @@ class Gate:
         ``commit`` false: a dry run, the store is read and never written."""
         verdict = decide(policy, call, facts, prefix=self.prefix, fail_open=self.fail_open)
         if not isinstance(verdict, Pending):
+            self.store_us = 0.0
             return verdict, ()
         return self.conclude((verdict,), commit)[0]
 
@@ -64,6 +66,7 @@ class Gate:
         that arrived together are reserved in one store call (one transaction), each
         as if alone, in this order; if that call fails, every one of them is concluded
         with the failure."""
+        started = time.perf_counter_ns()
         try:
             if len(pendings) == 1:  # a call alone: no group to make
                 pending = pendings[0]
@@ -73,9 +76,11 @@ class Gate:
                 requests = [(pending.checks, commit and pending.commits) for pending in pendings]
                 outcomes = self.store().reserve_many(requests, self.clock())
         except StoreUnavailable as exc:
+            self.store_us = (time.perf_counter_ns() - started) / 1000
             for pending in pendings:
                 self._store_failed(pending.call.tool, exc, pending)
             return [(conclude(pending, exc, fail_open=self.fail_open), ()) for pending in pendings]
+        self.store_us = (time.perf_counter_ns() - started) / 1000
         judged = []
         for pending, outcome in zip(pendings, outcomes, strict=True):
             verdict = conclude(pending, outcome, fail_open=self.fail_open)

@@ -21,12 +21,15 @@ class CallRecord:
     tokens: tuple[Token, ...] = ()
     request_id: Any = None
     latency_us: float = 0.0
+    store_us: float = 0.0  # of latency_us, the store call the verdict waited on
     policy_digest: str = ""
     args: Any = None  # dropped once the call has ended: big arguments are let go
     args_digest: str | None = None
     approval_outcome: ApprovalOutcome | None = None
     redacted: dict[str, int] | None = None  # secrets taken out of the result, by kind
     subject: str | None = None  # the caller's token subject, under --auth
+    meta: Any = None  # the call's params._meta, as the agent sent it (a trace context)
+    headers: dict[str, str] | None = None  # over HTTP: the request's headers
 
     @property
     def tool(self) -> str:

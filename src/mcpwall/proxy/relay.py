@@ -111,8 +111,8 @@ class _Batch:
 
 
 # A call judged before its turn came (with its read's group): the policy it was judged by,
-# the verdict, and what it reserved.
-_Judged = tuple[Policy, Verdict, tuple[Token, ...]]
+# the verdict, what it reserved, and how long the store took (µs).
+_Judged = tuple[Policy, Verdict, tuple[Token, ...], float]
 
 
 @dataclass(slots=True)
@@ -187,6 +187,7 @@ class Session:
         # Who sends the messages being read, when a token told (HTTP with --auth): set
         # by the transport before it hands a message over.
         self.identity: Identity | None = None
+        self.headers: dict[str, str] | None = None  # the HTTP request's, while it is handled
 
     @property
     def pending_count(self) -> int:
@@ -270,7 +271,7 @@ class Session:
         call = Call(self.id, name, args or {}, self.identity)
         verdict = self._gate.decide(policy, call, self._tools)
         if not isinstance(verdict, Pending):
-            return policy, verdict, ()
+            return policy, verdict, (), 0.0
         assert self._group is not None
         self._group.append(_Parked(message, line, received, policy, verdict))
         if "id" in message:
@@ -284,8 +285,10 @@ class Session:
         self._group = []
         self._group_ids.clear()
         judged: list[Any]
+        store_us = 0.0
         try:
             judged = self._gate.conclude([parked.pending for parked in group])
+            store_us = self._gate.store_us
         except Exception as exc:  # mcpwall's own failure: each call answers it
             judged = [exc] * len(group)
         for parked, outcome in zip(group, judged, strict=True):
@@ -294,7 +297,8 @@ class Session:
             if isinstance(outcome, Exception):
                 result = self._guarded(parked.message, parked.line, outcome)
             else:
-                result = self._guarded(parked.message, parked.line, (parked.policy, *outcome))
+                judged_now = (parked.policy, *outcome, store_us)
+                result = self._guarded(parked.message, parked.line, judged_now)
             self._send(result, parked.line)
 
     def _guarded(
@@ -407,18 +411,22 @@ class Session:
             policy = self._policy()
             call = Call(self.id, name, args, self.identity)
             verdict, tokens = self._gate.judge(policy, call, self._tools)
+            store_us = self._gate.store_us
         elif isinstance(judged, Exception):
             raise judged
         else:
-            policy, verdict, tokens = judged
+            policy, verdict, tokens, store_us = judged
         record = CallRecord(verdict, tokens)
         if self._observers:
             record.request_id = request_id
             record.latency_us = (time.perf_counter_ns() - self._received) / 1000
+            record.store_us = store_us
             record.policy_digest = policy.digest
             record.args = args
             if self.identity is not None:
                 record.subject = self.identity.subject
+            record.meta = params.get("_meta")
+            record.headers = self.headers
             for observer in self._observers:
                 try:
                     observer.decided(self.id, record, self._received_size)

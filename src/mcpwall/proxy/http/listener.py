@@ -216,10 +216,12 @@ class HttpListener:
         for token in progress:
             client.progress[token] = exchange
         client.current = exchange
+        client.session.headers = headers  # observers read a trace context from them
         try:
             client.session.from_client(body, message)
         finally:
             client.current = None
+            client.session.headers = None
         extra = {} if client.stateless else {"mcp-session-id": client.key}
         if not request_ids and exchange.queue.empty():
             await respond(send, 202, b"", extra)
