@@ -226,4 +226,3 @@ def _type(spec: Mapping[str, Any]) -> str:
 def _digest(schema: Mapping[str, Any]) -> str:
     canonical = json.dumps(schema, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
