@@ -1,13 +1,19 @@
-"""What mcpwall adds to a call, measured: the same workloads sent to a minimal MCP server
-directly, through mcpwall with an allow-all policy, and through mcpwall with a realistic
-policy (50 tools, argument conditions, a rate limit and a spend counter in SQLite).
+"""What mcpwall adds to a call, measured against what any relay must add.
 
-The client writes JSON-RPC lines itself and times each round trip: an SDK client's own
-cost would hide the proxy's. Every figure is printed as direct, through mcpwall, the
-difference and the ratio, and written as JSON.
+The same workloads go to a minimal MCP server directly; through the floor, a relay in C
+that only copies bytes (``floor.c``, compiled with ``cc`` at run time); through mcpwall
+with an allow-all policy; and through mcpwall with a realistic policy (50 tools,
+argument conditions, a rate limit and a spend counter in SQLite, and in Redis when
+redis-server is installed). Every setup runs in every round, started afresh, each round
+in another order, so that a slow moment of the machine falls on all of them alike.
 
-    .venv/bin/python benchmarks/run.py            # the full run (about two minutes)
-    .venv/bin/python benchmarks/run.py --quick    # a smoke run (seconds)
+mcpwall's added latency (its round trip less the server's) is reported as a multiple of
+the floor's added latency: the two pipe hops and two wake-ups any proxy pays.
+
+    .venv/bin/python benchmarks/run.py                  # the full run (about two minutes)
+    .venv/bin/python benchmarks/run.py --quick          # a smoke run (seconds)
+    .venv/bin/python benchmarks/run.py --baseline main  # before and after, in one run
+    .venv/bin/python benchmarks/run.py --also go='/tmp/relay'  # any other proxy command
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import socket
 import statistics
@@ -24,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -37,42 +44,58 @@ import policies  # noqa: E402
 
 SERVER = [sys.executable, str(HERE / "server.py")]
 MCPWALL = [sys.executable, "-m", "mcpwall"]
+REPO = HERE.parent
 
 
 @dataclass
 class Counts:
-    sequential: int = 5000
-    pipelined: int = 20000
-    large_1mb: int = 20
-    large_10mb: int = 5
-    startup: int = 10
-    denied: int = 5000
+    rounds: int = 9
+    sequential: int = 1000  # per round, after a warm-up
+    denied: int = 1000
+    pipelined: int = 5000
+    large_1mb: int = 2
+    large_10mb: int = 1
+    startup: int = 2
     scaling: int = 2000
     http: int = 2000
 
     @classmethod
     def quick(cls) -> Counts:
-        return cls(200, 500, 3, 2, 2, 200, 100, 100)
+        return cls(2, 100, 100, 300, 1, 1, 1, 100, 100)
 
 
 @dataclass
 class Setup:
     name: str
-    policy: str | None  # None: the server alone
+    policy: str | None  # None: not mcpwall (the server alone, or ``wrapper``)
     state: list[str] | None = None  # state flags; default: SQLite in a fresh directory
+    wrapper: list[str] | None = None  # another relay: its command, the server's appended
+    src: Path | None = None  # another version's ``src`` (--baseline)
 
     def command(self, scratch: Path) -> list[str]:
+        if self.wrapper is not None:
+            return [*self.wrapper, *SERVER]
         if self.policy is None:
             return SERVER
-        path = scratch / f"{self.name}.yaml"
+        slug = self.name.replace(" ", "").replace(",", "-").replace("@", "-")
+        path = scratch / f"{slug}.yaml"
         path.write_text(self.policy)
-        state = self.state or ["--state-dir", str(scratch / f"state-{self.name}")]
+        state = self.state or ["--state-dir", str(scratch / f"state-{slug}")]
         events = ["--events-dir", str(scratch / "events")]  # the audit log stays on
         return [*MCPWALL, "-c", str(path), *state, *events, "--log-level", "error", "--", *SERVER]
+
+    def env(self) -> dict[str, str] | None:
+        if self.src is None:
+            return None
+        return {**os.environ, "PYTHONPATH": str(self.src)}
 
     @property
     def realistic(self) -> bool:
         return self.name.startswith("realistic")
+
+    @property
+    def mcpwall(self) -> bool:
+        return self.policy is not None
 
 
 @contextmanager
@@ -82,55 +105,63 @@ def redis_server(scratch: Path) -> Iterator[str | None]:
     if binary is None:
         yield None
         return
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
+    flags = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(scratch),
-        ],
+        [binary, *flags, "--dir", str(scratch)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.02)
+        wait_for_port(port)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-@dataclass
-class Results:
-    rows: dict[str, dict[str, float]] = field(default_factory=dict)
-    scaling: dict[str, dict[str, float]] = field(default_factory=dict)
-    http: dict[str, dict[str, float]] = field(default_factory=dict)
+@contextmanager
+def floor_relay(scratch: Path) -> Iterator[list[str] | None]:
+    """The floor relay compiled into ``scratch``; None without a C compiler."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        yield None
+        return
+    binary = scratch / "floor"
+    subprocess.run([compiler, "-O2", "-o", str(binary), str(HERE / "floor.c")], check=True)
+    yield [str(binary)]
 
-    def put(self, metric: str, setup: str, value: float) -> None:
-        self.rows.setdefault(metric, {})[setup] = value
+
+def byte_compile(src: Path) -> None:
+    """Byte-compile a version's package, as installing it does: with
+    PYTHONDONTWRITEBYTECODE set, a checkout would compile every module at every start."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(src / "mcpwall")], check=True)
+
+
+@contextmanager
+def baseline_source(ref: str, scratch: Path) -> Iterator[Path]:
+    """A git worktree of ``ref``; its ``src`` directory."""
+    where = scratch / "baseline"
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(where), ref], check=True
+    )
+    try:
+        byte_compile(where / "src")
+        yield where / "src"
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(where)])
 
 
 class Peer:
     """A spawned process spoken to with raw JSON-RPC lines."""
 
-    def __init__(self, command: list[str]) -> None:
+    def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
         )
         assert self.process.stdin is not None and self.process.stdout is not None
         self.stdin = self.process.stdin
@@ -164,11 +195,32 @@ class Peer:
         self.stdin.flush()
 
     def peak_rss_mb(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        for entry in status.splitlines():
-            if entry.startswith("VmHWM:"):
-                return int(entry.split()[1]) / 1024
-        return float("nan")
+        return _status_field(self.process.pid, "VmHWM:") / 1024
+
+    def wakeups(self) -> int:
+        """Context switches of all the process's threads so far (each one a sleep or a
+        preemption: what a call costs in scheduling)."""
+        total = 0
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            with_status = task / "status"
+            try:
+                text = with_status.read_text()
+            except OSError:
+                continue
+            for entry in text.splitlines():
+                if entry.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                    total += int(entry.split()[1])
+        return total
+
+    def cpu_seconds(self) -> float:
+        """CPU time of all its threads so far, to the nanosecond (not its children's)."""
+        total = 0
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (OSError, IndexError, ValueError):
+                continue
+        return total / 1e9
 
     def close(self) -> None:
         self.stdin.close()
@@ -176,9 +228,16 @@ class Peer:
         self.stdout.close()
 
 
+def _status_field(pid: int, name: str) -> int:
+    for entry in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if entry.startswith(name):
+            return int(entry.split()[1])
+    return 0
+
+
 @contextmanager
-def peer(command: list[str]) -> Iterator[Peer]:
-    spawned = Peer(command)
+def peer(command: list[str], env: dict[str, str] | None = None) -> Iterator[Peer]:
+    spawned = Peer(command, env)
     try:
         spawned.initialize()
         yield spawned
@@ -194,8 +253,17 @@ CHARGE = {"amount": 1, "currency": "usd", "description": "order 1234", "customer
 
 
 def sequential(proc: Peer, make: Callable[[], bytes], count: int) -> list[float]:
-    for _ in range(max(50, count // 10)):  # warm up
+    """``count`` timed round trips after a warm-up, in µs."""
+    warm_up(proc, make, count)
+    return timed(proc, make, count)
+
+
+def warm_up(proc: Peer, make: Callable[[], bytes], count: int) -> None:
+    for _ in range(max(50, count // 10)):
         proc.round_trip(make())
+
+
+def timed(proc: Peer, make: Callable[[], bytes], count: int) -> list[float]:
     samples = []
     clock = time.perf_counter_ns
     for _ in range(count):
@@ -224,27 +292,127 @@ def pipelined(proc: Peer, make: Callable[[], bytes], count: int) -> float:
     return count / elapsed
 
 
-def large(proc: Peer, size: int, count: int) -> float:
+def large(proc: Peer, size: int, count: int) -> list[float]:
     data = "x" * size
     times = []
     for _ in range(count):
         line = call_line(proc, "echo", {"data": data})
         start = time.perf_counter()
         reply = proc.round_trip(line)
-        times.append(time.perf_counter() - start)
+        times.append((time.perf_counter() - start) * 1000)
         assert len(reply) > size, "the large reply was not relayed whole"
-    return statistics.median(times) * 1000
+    return times
 
 
-def startup(command: list[str], count: int) -> float:
-    times = []
-    for _ in range(count):
-        start = time.perf_counter()
-        proc = Peer(command)
-        proc.round_trip(proc.line("ping"))
-        times.append(time.perf_counter() - start)
-        proc.close()
-    return statistics.median(times) * 1000
+def startup(command: list[str], env: dict[str, str] | None) -> float:
+    """Spawning to the first answer, in ms."""
+    start = time.perf_counter()
+    proc = Peer(command, env)
+    proc.round_trip(proc.line("ping"))
+    elapsed = time.perf_counter() - start
+    proc.close()
+    return elapsed * 1000
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+@dataclass
+class Figures:
+    """The samples of one setup, pooled over the rounds."""
+
+    calls: list[float] = field(default_factory=list)
+    denied: list[float] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)
+    large_1mb: list[float] = field(default_factory=list)
+    large_10mb: list[float] = field(default_factory=list)
+    startup: list[float] = field(default_factory=list)
+    wakeups: int = 0
+    cpu: float = 0.0
+    measured_calls: int = 0
+    rss_small: float = 0.0
+    rss_large: float = 0.0
+
+
+class Progress:
+    """One line per step on a terminal; silent otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+
+    def step(self, what: str) -> None:
+        if self.tty:
+            sys.stderr.write(f"\r\033[K{what}")
+            sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.tty:
+            sys.stderr.write("\r\033[K")
+
+
+def rotated(items: list[Any], round_index: int) -> list[Any]:
+    shift = round_index % len(items)
+    return items[shift:] + items[:shift]
+
+
+def measure_rounds(
+    setups: list[Setup], counts: Counts, scratch: Path, progress: Progress
+) -> dict[str, Figures]:
+    """Each round starts every setup afresh, in another order: where the scheduler puts
+    a process (with its peer on one core, or across two) changes a round trip several
+    times over on a small VM, and it is drawn anew for each process."""
+    figures = {setup.name: Figures() for setup in setups}
+    order = list(range(len(setups)))
+    for round_index in range(counts.rounds):
+        for index in rotated(order, round_index):
+            setup = setups[index]
+            progress.step(f"round {round_index + 1}/{counts.rounds}: {setup.name}")
+            with peer(setup.command(scratch), setup.env()) as proc:
+                measure_one(setup, proc, figures[setup.name], counts)
+            figures[setup.name].startup += [
+                startup(setup.command(scratch), setup.env()) for _ in range(counts.startup)
+            ]
+    return figures
+
+
+def measure_one(setup: Setup, proc: Peer, got: Figures, counts: Counts) -> None:
+    tool = policies.REALISTIC_TOOL if setup.realistic else "echo"
+    make = partial(call_line, proc, tool, CHARGE)
+    warm_up(proc, make, counts.sequential)  # not counted below
+    before = (proc.wakeups(), proc.cpu_seconds())
+    got.calls += timed(proc, make, counts.sequential)
+    got.wakeups += proc.wakeups() - before[0]
+    got.cpu += proc.cpu_seconds() - before[1]
+    got.measured_calls += counts.sequential
+    got.rates.append(pipelined(proc, make, counts.pipelined))
+    if setup.name != "allow-all" and not setup.name.startswith("allow-all@"):
+        # Through mcpwall a denial; elsewhere the server answers the same call.
+        denied = policies.DENIED_TOOL if setup.realistic else "echo"
+        got.denied += sequential(proc, partial(call_line, proc, denied, {}), counts.denied)
+    got.rss_small = max(got.rss_small, proc.peak_rss_mb())
+    got.large_1mb += large(proc, 1024 * 1024, counts.large_1mb)
+    got.large_10mb += large(proc, 10 * 1024 * 1024, counts.large_10mb)
+    got.rss_large = max(got.rss_large, proc.peak_rss_mb())
+
+
+def measure_scaling(counts: Counts, scratch: Path, progress: Progress) -> dict[str, dict]:
+    cases = (
+        [(f"{n} tools", policies.many_tools(n), f"tool_{n - 1}") for n in (10, 100, 1000)]
+        + [(f"{n} rules on one tool", policies.many_rules(n), "tool_0") for n in (1, 10, 100)]
+        + [(f"{n} hidden globs", policies.many_hidden(n), "tool_0") for n in (1, 10, 100)]
+    )
+    scaling: dict[str, dict[str, float]] = {}
+    progress.step("scaling")
+    with peer(SERVER) as proc:
+        samples = sequential(proc, partial(call_line, proc, "tool_0", {"n": 1}), counts.scaling)
+    scaling["direct"] = _summary(samples)
+    for label, policy, tool in cases:
+        with peer(Setup(label.replace(" ", "-"), policy).command(scratch)) as proc:
+            samples = sequential(proc, partial(call_line, proc, tool, {"n": 1}), counts.scaling)
+        scaling[label] = _summary(samples)
+    return scaling
 
 
 HTTP_SERVER = [sys.executable, str(HERE / "http_server.py")]
@@ -256,17 +424,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def wait_for_port(port: int) -> None:
+    for _ in range(500):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+
+
 @contextmanager
 def listening(command: list[str], port: int) -> Iterator[str]:
     """A process serving HTTP on ``port``, until the block ends."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(500):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.02)
+        wait_for_port(port)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         process.terminate()
@@ -325,31 +497,18 @@ def measure_http(counts: Counts, scratch: Path, progress: Progress) -> dict[str,
     (HTTP upstream), and through the listener in front of the stdio server."""
     policy = scratch / "http-allow-all.yaml"
     policy.write_text(policies.ALLOW_ALL)
-    wall = [
-        *MCPWALL,
-        "-c",
-        str(policy),
-        "--state-dsn",
-        "memory:",
-        "--events-dir",
-        str(scratch / "events"),
-        "--log-level",
-        "error",
-        "--transport",
-        "http",
-    ]
+    wall = [*MCPWALL, "-c", str(policy), "--state-dsn", "memory:"]
+    wall += ["--events-dir", str(scratch / "events"), "--log-level", "error", "--transport", "http"]
     figures: dict[str, dict[str, float]] = {}
+    progress.step("HTTP")
     server_port = free_port()
     with listening([*HTTP_SERVER, str(server_port)], server_port) as server_url:
-        progress.step("HTTP: direct")
         figures["direct (HTTP server)"] = _summary(http_calls(server_url, counts.http))
         port = free_port()
         with listening([*wall, "--port", str(port), "--upstream", server_url], port) as url:
-            progress.step("HTTP: listener, HTTP upstream")
             figures["mcpwall listener → HTTP upstream"] = _summary(http_calls(url, counts.http))
     port = free_port()
     with listening([*wall, "--port", str(port), "--", *SERVER], port) as url:
-        progress.step("HTTP: listener, stdio server")
         figures["mcpwall listener → stdio server"] = _summary(http_calls(url, counts.http))
     return figures
 
@@ -358,156 +517,138 @@ def _summary(samples: list[float]) -> dict[str, float]:
     return {"p50": percentile(samples, 0.5), "p99": percentile(samples, 0.99)}
 
 
-def percentile(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+# -- the tables ---------------------------------------------------------------------------
 
 
-class Progress:
-    """One line per step on a terminal; silent otherwise."""
+def rows(figures: dict[str, Figures]) -> dict[str, dict[str, float]]:
+    """Every metric of every setup: {metric: {setup: value}}."""
+    table: dict[str, dict[str, float]] = {}
 
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.done = 0
-        self.tty = sys.stderr.isatty()
+    def put(metric: str, setup: str, value: float | None) -> None:
+        if value is not None:
+            table.setdefault(metric, {})[setup] = value
 
-    def step(self, what: str) -> None:
-        self.done += 1
-        if self.tty:
-            sys.stderr.write(f"\r\033[K[{self.done}/{self.total}] {what}")
-            sys.stderr.flush()
+    for name, got in figures.items():
+        put("call latency p50 (µs)", name, percentile(got.calls, 0.5))
+        put("call latency p99 (µs)", name, percentile(got.calls, 0.99))
+        put("denied call p50 (µs)", name, percentile(got.denied, 0.5) if got.denied else None)
+        put("pipelined calls per second", name, statistics.median(got.rates))
+        put("context switches per call", name, got.wakeups / got.measured_calls)
+        put("CPU per call (µs)", name, got.cpu / got.measured_calls * 1e6)
+        put("1 MB argument and result (ms)", name, statistics.median(got.large_1mb))
+        put("10 MB argument and result (ms)", name, statistics.median(got.large_10mb))
+        put("startup to first answer (ms)", name, statistics.median(got.startup))
+        put("peak RSS, calls up to 1 KB (MB)", name, got.rss_small)
+        put("peak RSS with 10 MB messages (MB)", name, got.rss_large)
+    return table
 
-    def end(self) -> None:
-        if self.tty:
-            sys.stderr.write("\r\033[K")
 
-
-def measure(counts: Counts, scratch: Path, redis_url: str | None) -> Results:
-    results = Results()
-    setups = [
-        Setup("direct", None),
-        Setup("allow-all", policies.ALLOW_ALL),
-        Setup("realistic", policies.realistic()),
+def against_floor(table: dict[str, dict[str, float]], setups: list[Setup]) -> list[list[str]]:
+    """Each relay's cost as what it adds to the server alone, and as a multiple of the
+    floor's (latency) or of the direct figure (large messages)."""
+    p50, p99 = table["call latency p50 (µs)"], table["call latency p99 (µs)"]
+    floor = "floor" if "floor" in p50 else None
+    out = [
+        [
+            "setup",
+            "added p50 µs",
+            "÷ floor's",
+            "added p99 µs",
+            "÷ floor's",
+            "denial RTT ÷ floor's added p50",
+            "startup added ms",
+            "10 MB ÷ direct",
+            "RSS MB",
+        ]
     ]
-    if redis_url is not None:
-        setups.append(Setup("realistic, Redis", policies.realistic(), ["--state-dsn", redis_url]))
-    scaling = (
-        [(f"{n} tools", policies.many_tools(n), f"tool_{n - 1}") for n in (10, 100, 1000)]
-        + [(f"{n} rules on one tool", policies.many_rules(n), "tool_0") for n in (1, 10, 100)]
-        + [(f"{n} hidden globs", policies.many_hidden(n), "tool_0") for n in (1, 10, 100)]
-    )
-    progress = Progress(len(setups) * 6 + len(scaling) + 5)
     for setup in setups:
-        command = setup.command(scratch)
-        tool = policies.REALISTIC_TOOL if setup.realistic else "echo"
-        with peer(command) as proc:
-            progress.step(f"{setup.name}: sequential calls")
-            make = partial(call_line, proc, tool, CHARGE)
-            samples = sequential(proc, make, counts.sequential)
-            for label, p in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
-                results.put(f"call latency {label} (µs)", setup.name, percentile(samples, p))
-            progress.step(f"{setup.name}: pipelined calls")
-            results.put(
-                "pipelined calls per second",
-                setup.name,
-                pipelined(proc, make, counts.pipelined),
-            )
-            progress.step(f"{setup.name}: denied call")
-            if setup.name != "allow-all":  # an allow-all policy denies nothing
-                # Directly, the server answers the same call: the reference.
-                tool = policies.DENIED_TOOL if setup.realistic else "echo"
-                denied = sequential(proc, partial(call_line, proc, tool, {}), counts.denied)
-                results.put("denied call p50 (µs)", setup.name, percentile(denied, 0.5))
-            results.put("peak RSS, calls up to 1 KB (MB)", setup.name, proc.peak_rss_mb())
-            progress.step(f"{setup.name}: 1 MB")
-            results.put(
-                "1 MB argument and result (ms)",
-                setup.name,
-                large(proc, 1024 * 1024, counts.large_1mb),
-            )
-            progress.step(f"{setup.name}: 10 MB")
-            results.put(
-                "10 MB argument and result (ms)",
-                setup.name,
-                large(proc, 10 * 1024 * 1024, counts.large_10mb),
-            )
-            results.put("peak RSS with 10 MB messages (MB)", setup.name, proc.peak_rss_mb())
-        progress.step(f"{setup.name}: startup")
-        results.put("startup to first answer (ms)", setup.name, startup(command, counts.startup))
-    for label, policy, tool in scaling:
-        progress.step(f"scaling: {label}")
-        with peer(Setup(label.replace(" ", "-"), policy).command(scratch)) as proc:
-            samples = sequential(proc, partial(call_line, proc, tool, {"n": 1}), counts.scaling)
-        results.scaling[label] = {"p50": percentile(samples, 0.5), "p99": percentile(samples, 0.99)}
-    progress.step("direct, for the scaling table")
-    with peer(SERVER) as proc:
-        samples = sequential(proc, partial(call_line, proc, "tool_0", {"n": 1}), counts.scaling)
-    results.scaling["direct"] = {"p50": percentile(samples, 0.5), "p99": percentile(samples, 0.99)}
-    results.http = measure_http(counts, scratch, progress)
-    progress.end()
-    return results
+        if setup.name in ("direct", "floor"):
+            continue
+        name = setup.name
+        add50, add99 = p50[name] - p50["direct"], p99[name] - p99["direct"]
+        cells = [name, f"{add50:+.1f}"]
+        cells.append(f"{add50 / (p50[floor] - p50['direct']):.2f}" if floor else "-")
+        cells.append(f"{add99:+.1f}")
+        cells.append(f"{add99 / (p99[floor] - p99['direct']):.2f}" if floor else "-")
+        denied = table["denied call p50 (µs)"].get(name)
+        if denied is not None and setup.mcpwall and floor:
+            cells.append(f"{denied / (p50[floor] - p50['direct']):.2f}")
+        else:
+            cells.append("-")
+        startup_ms = table["startup to first answer (ms)"]
+        cells.append(f"{startup_ms[name] - startup_ms['direct']:+.1f}")
+        large = table["10 MB argument and result (ms)"]
+        cells.append(f"{large[name] / large['direct']:.2f}")
+        cells.append(f"{table['peak RSS, calls up to 1 KB (MB)'][name]:.1f}")
+        out.append(cells)
+    return out
 
 
-def render(results: Results) -> str:
-    from rich.console import Console
-    from rich.table import Table
+def markdown(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines)
 
-    table = Table(title="mcpwall against the server alone (same machine, same workload)")
-    table.add_column("metric")
-    table.add_column("direct", justify="right")
-    setups = [name for name in results.rows["call latency p50 (µs)"] if name != "direct"]
-    for setup in setups:
-        table.add_column(setup, justify="right")
-        table.add_column("Δ", justify="right")
-        table.add_column("ratio", justify="right")
-    for metric, values in results.rows.items():
-        direct = values["direct"]
-        cells = [metric, _fmt(direct)]
-        for setup in setups:
-            value = values.get(setup)
-            if value is None:
-                cells += ["-", "-", "-"]
-                continue
-            ratio = f"{value / direct:.2f}" if direct else "-"
-            cells += [_fmt(value), _fmt(value - direct, signed=True), ratio]
-        table.add_row(*cells)
-    scaling = Table(title="How the cost grows with the policy (added call latency, µs)")
-    scaling.add_column("policy")
-    scaling.add_column("p50", justify="right")
-    scaling.add_column("added p50", justify="right")
-    scaling.add_column("p99", justify="right")
-    base = results.scaling["direct"]["p50"]
-    for label, values in results.scaling.items():
-        if label != "direct":
-            scaling.add_row(
+
+def render(
+    table: dict[str, dict[str, float]],
+    setups: list[Setup],
+    scaling: dict[str, dict[str, float]],
+    http: dict[str, dict[str, float]],
+) -> str:
+    names = [setup.name for setup in setups]
+    main_rows = [
+        [metric, *(_fmt(values[name]) if name in values else "-" for name in names)]
+        for metric, values in table.items()
+    ]
+    ratio = against_floor(table, setups)
+    parts = [
+        "### Every setup, the same rounds",
+        markdown(["metric", *names], main_rows),
+        "### Against the floor (a C relay that only copies bytes)",
+        markdown(ratio[0], ratio[1:]),
+    ]
+    if scaling:
+        base = scaling["direct"]["p50"]
+        scaling_rows = [
+            [label, _fmt(v["p50"]), _fmt(v["p50"] - base, signed=True), _fmt(v["p99"])]
+            for label, v in scaling.items()
+            if label != "direct"
+        ]
+        parts += [
+            "### How the cost grows with the policy (allowed call, µs)",
+            markdown(["policy", "p50", "added p50", "p99"], scaling_rows),
+        ]
+    if http:
+        direct = http["direct (HTTP server)"]
+        http_rows = [
+            [
                 label,
-                _fmt(values["p50"]),
-                _fmt(values["p50"] - base, signed=True),
-                _fmt(values["p99"]),
-            )
-    http = Table(title="Over HTTP (sequential tools/call, one keep-alive connection, µs)")
-    http.add_column("path")
-    for column in ("p50", "added p50", "p99", "added p99"):
-        http.add_column(column, justify="right")
-    direct = results.http.get("direct (HTTP server)", {})
-    for label, values in results.http.items():
-        http.add_row(
-            label,
-            _fmt(values["p50"]),
-            _fmt(values["p50"] - direct["p50"], signed=True),
-            _fmt(values["p99"]),
-            _fmt(values["p99"] - direct["p99"], signed=True),
-        )
-    console = Console(width=180, record=True)
-    console.print(table)
-    console.print(scaling)
-    console.print(http)
-    return console.export_text()
+                _fmt(v["p50"]),
+                _fmt(v["p50"] - direct["p50"], signed=True),
+                _fmt(v["p99"]),
+                _fmt(v["p99"] - direct["p99"], signed=True),
+            ]
+            for label, v in http.items()
+        ]
+        parts += [
+            "### Over HTTP (sequential tools/call, one keep-alive connection, µs)",
+            markdown(["path", "p50", "added p50", "p99", "added p99"], http_rows),
+        ]
+    return "\n\n".join(parts)
 
 
 def _fmt(value: float, signed: bool = False) -> str:
-    text = f"{value:+,.1f}" if signed else f"{value:,.1f}"
-    return text
+    if abs(value) < 10 and not signed:
+        return f"{value:.2f}"
+    return f"{value:+,.1f}" if signed else f"{value:,.1f}"
+
+
+def parse_also(text: str) -> Setup:
+    name, sep, command = text.partition("=")
+    if not sep or not name or not command:
+        raise argparse.ArgumentTypeError("expected NAME=COMMAND")
+    return Setup(name, None, wrapper=shlex.split(command))
 
 
 def main() -> int:
@@ -515,6 +656,22 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    parser.add_argument("--rounds", type=int, help="rounds (default 9; 2 with --quick)")
+    parser.add_argument(
+        "--baseline", metavar="REF", help="also run mcpwall as of this git ref, in the same rounds"
+    )
+    parser.add_argument(
+        "--also",
+        metavar="NAME=COMMAND",
+        type=parse_also,
+        action="append",
+        default=[],
+        help="another proxy, run side by side: COMMAND, then the server's command",
+    )
+    parser.add_argument("--no-redis", action="store_true", help="leave out the Redis column")
+    parser.add_argument(
+        "--no-extras", action="store_true", help="leave out the scaling and HTTP tables"
+    )
     parser.add_argument(
         "--json",
         metavar="FILE",
@@ -523,12 +680,36 @@ def main() -> int:
     )
     ns = parser.parse_args()
     counts = Counts.quick() if ns.quick else Counts()
-    with (
-        tempfile.TemporaryDirectory(prefix="mcpwall-bench-") as scratch,
-        redis_server(Path(scratch)) as redis_url,
-    ):
-        results = measure(counts, Path(scratch), redis_url)
-    render(results)
+    if ns.rounds:
+        counts.rounds = ns.rounds
+    progress = Progress()
+    byte_compile(REPO / "src")
+    with ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mcpwall-bench-")))
+        redis_url = None if ns.no_redis else stack.enter_context(redis_server(scratch))
+        floor = stack.enter_context(floor_relay(scratch))
+        setups = [Setup("direct", None)]
+        if floor is not None:
+            setups.append(Setup("floor", None, wrapper=floor))
+        setups += ns.also
+        mcpwall = [Setup("allow-all", policies.ALLOW_ALL), Setup("realistic", policies.realistic())]
+        if redis_url is not None:
+            mcpwall.append(
+                Setup("realistic, Redis", policies.realistic(), ["--state-dsn", redis_url])
+            )
+        setups += mcpwall
+        if ns.baseline:
+            src = stack.enter_context(baseline_source(ns.baseline, scratch))
+            for setup in mcpwall[:2]:
+                setups.append(Setup(f"{setup.name}@{ns.baseline}", setup.policy, src=src))
+        figures = measure_rounds(setups, counts, scratch, progress)
+        table = rows(figures)
+        scaling = {} if ns.no_extras else measure_scaling(counts, scratch, progress)
+        http = {} if ns.no_extras else measure_http(counts, scratch, progress)
+        progress.end()
+    if floor is None:
+        print("(no C compiler: the floor column is missing)")
+    print(render(table, setups, scaling, http))
     out = Path(ns.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
@@ -537,14 +718,16 @@ def main() -> int:
                 "counts": counts.__dict__,
                 "python": sys.version.split()[0],
                 "cpus": os.cpu_count(),
-                "rows": results.rows,
-                "scaling": results.scaling,
-                "http": results.http,
+                "setups": [setup.name for setup in setups],
+                "rows": table,
+                "against_floor": against_floor(table, setups),
+                "scaling": scaling,
+                "http": http,
             },
             indent=2,
         )
     )
-    print(f"figures written to {out}")
+    print(f"\nfigures written to {out}")
     return 0
 
 

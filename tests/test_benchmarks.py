@@ -4,6 +4,7 @@ figure it promises comes out."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,26 +15,35 @@ HARNESS = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 def test_benchmark_harness_runs_and_reports_every_figure(tmp_path: Path, home: Path) -> None:
     out = tmp_path / "figures.json"
     result = subprocess.run(
-        [sys.executable, str(HARNESS), "--quick", "--json", str(out)],
+        [sys.executable, str(HARNESS), "--quick", "--json", str(out), "--also", "exec=env"],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert "mcpwall against the server alone" in result.stdout
+    assert "Against the floor" in result.stdout
     figures = json.loads(out.read_text())
+    setups = {"direct", "exec", "allow-all", "realistic"}
+    if shutil.which("cc"):
+        setups.add("floor")
+    if shutil.which("redis-server"):
+        setups.add("realistic, Redis")
     rows = figures["rows"]
     for metric in (
         "call latency p50 (µs)",
         "call latency p99 (µs)",
         "pipelined calls per second",
+        "context switches per call",
         "1 MB argument and result (ms)",
         "10 MB argument and result (ms)",
         "startup to first answer (ms)",
         "peak RSS, calls up to 1 KB (MB)",
         "peak RSS with 10 MB messages (MB)",
     ):
-        assert set(rows[metric]) == {"direct", "allow-all", "realistic", "realistic, Redis"}, metric
+        assert set(rows[metric]) == setups, metric
         assert all(value > 0 for value in rows[metric].values()), metric
-    assert set(rows["denied call p50 (µs)"]) == {"direct", "realistic", "realistic, Redis"}
+    assert set(rows["denied call p50 (µs)"]) == setups - {"allow-all"}
+    assert [row[0] for row in figures["against_floor"][1:]] == [
+        name for name in figures["setups"] if name not in ("direct", "floor")
+    ]
     assert set(figures["scaling"]) >= {"1000 tools", "100 rules on one tool", "100 hidden globs"}

@@ -46,6 +46,7 @@ BATCH_VERSIONS = frozenset({"2025-03-26"})
 NAMED_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 
 _INT64 = 2**63
+_LARGE = 64 * 1024  # bytes; see decode_strict
 
 
 # -- reading what the agent sends -------------------------------------------------------
@@ -78,7 +79,10 @@ def decode_strict(raw: bytes) -> Any:
         # ASCII keys that Go folds together are equal in the lower-cased bytes, which
         # keep the message's shape (JSON's syntax has no upper-case letter): such a
         # pair is a duplicate there, and the lowered bytes do not round-trip either.
-        if raw.islower():  # no upper-case ASCII letter: nothing for Go to fold
+        # A large message is mostly values: its keys are folded one by one instead,
+        # which costs what its objects cost, not what its bytes do.
+        large = len(raw) > _LARGE
+        if large or raw.islower():  # islower: no upper-case ASCII letter to fold
             lowered, probe = raw, value
         else:
             lowered = raw.lower()
@@ -93,7 +97,7 @@ def decode_strict(raw: bytes) -> Any:
             # for it is costly on large messages, the search for a backslash is not.
             if _BACKSLASH in raw and b"\\u0000" in raw and _holds_nul(value):
                 raise Malformed(_NUL)
-            if not raw.isascii():  # keys with other letters: folded one by one
+            if large or not raw.isascii():  # keys with other letters: one by one
                 _refuse_go_folds_deep(value)
             return value
     return _decode_slowly(raw)

@@ -429,3 +429,26 @@ def test_pipelined_mcpwall_processes_share_one_limit_exactly(
             reply = proxy.recv()
             allowed += not reply.get("result", {}).get("isError")
     assert allowed == 100
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_a_call_of_a_group_given_back_takes_only_its_own_amount(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The calls of one group on a key share one instant, and SQLite writes them as one
+    event: giving one back must leave the others counted."""
+    store = open_store(kind, tmp_path, request)
+    try:
+        group: list[Request] = [([limit("k", 3)], True)] * 3
+        tokens = store.reserve_many(group, NOW)
+        assert store.read("k", SLIDING, NOW) == 3
+        store.release(tokens[1])  # type: ignore[arg-type]
+        assert store.read("k", SLIDING, NOW) == 2
+        assert not isinstance(store.reserve([limit("k", 3)], NOW), Refused)
+        assert isinstance(store.reserve([limit("k", 3)], NOW), Refused)
+        store.release(tokens[0])  # type: ignore[arg-type]
+        store.release(tokens[2])  # type: ignore[arg-type]
+        assert store.read("k", SLIDING, NOW) == 1
+        assert store.read("k", SLIDING, NOW + 61) == 0  # the one left ages out
+    finally:
+        store.close()

@@ -7,12 +7,16 @@ arguments, mcpwall's own latency, the upstream error if any), ``reload``, ``hear
 ``shutdown``. A denied call is written when it is denied; a forwarded one when it ends,
 so that its record holds the server's error, if any.
 
-Writing never blocks the hot path: an event is encoded where it happens (about a
-microsecond), the encoded lines are handed every FLUSH_SECONDS to a writer thread, and
-only that thread touches the disk. Each batch is one ``write`` of whole lines to a file
-opened with O_APPEND, so a ``kill -9`` can cost the last batch but never leaves half a
-line. The arguments are hashed when the call is decided, whatever their size (7 ms for
-10 MB): held for a thread to hash later, a large argument doubled mcpwall's memory.
+Writing never blocks the hot path, nor lengthens a call: a decision is only noted
+(its time and its record) when it happens; every FLUSH_SECONDS, or every FLUSH_RECORDS
+decisions, the noted ones are encoded together on the event loop, between calls, and
+handed to a writer thread, the only one that touches the disk. Encoding a batch at once
+costs less than a record at a time in the middle of each call, where the caches are
+cold from the wake-up. Each batch is one ``write`` of whole lines to a file opened with
+O_APPEND, so a ``kill -9`` can cost the last batch but never leaves half a line; every
+noted record is written at a normal exit. Arguments larger than HOLD_BYTES are hashed
+as soon as the call is on its way to the server (while the server reads it), so that a
+large argument is not held until the batch.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from mcpwall.proxy.record import CallRecord
 log = logging.getLogger("mcpwall")
 
 FLUSH_SECONDS = 0.1
+FLUSH_RECORDS = 1024  # bounds the records (and their arguments) held between batches
+HOLD_BYTES = 4096  # a call's message up to this size keeps its arguments for the batch
 HEARTBEAT_SECONDS = 60.0
 DEFAULT_RETENTION_DAYS = 7.0
 
@@ -94,6 +100,8 @@ class AuditLog:
         # Encoded lines, copied into one buffer: a bytes object from orjson keeps a
         # buffer of several KB, far more than its line, for as long as it is held.
         self._lines = bytearray()
+        # Decisions noted, not yet encoded: (time in ns, session, record, error, args).
+        self._noted: list[tuple[int, str, CallRecord, str | None, Any]] = []
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._timer: asyncio.TimerHandle | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
@@ -108,25 +116,55 @@ class AuditLog:
     # -- the calls ----------------------------------------------------------------------
 
     def decided(self, session: str, record: CallRecord, size: int) -> None:
-        record.args_digest = args_digest(record.args)
+        if size > HOLD_BYTES:
+            try:
+                # Once the call is on its way: the server works on it meanwhile.
+                loop = asyncio.get_running_loop() if record.verdict.allowed else None
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                loop.call_soon(self._digest, record)
+            else:
+                record.args_digest = args_digest(record.args)
         if not record.verdict.allowed:
-            self._decision(session, record, None)
+            self._note(session, record, None)
+
+    def _digest(self, record: CallRecord) -> None:
+        if record.args_digest is None and record.args is not None:
+            record.args_digest = args_digest(record.args)
 
     def answered(self, session: str, record: CallRecord, error: str | None) -> None:
-        self._decision(session, record, error)
+        self._note(session, record, error)
 
-    def _decision(self, session: str, record: CallRecord, error: str | None) -> None:
-        verdict = record.verdict  # its fields read directly: this runs for every call
+    def _note(self, session: str, record: CallRecord, error: str | None) -> None:
         self.decisions += 1
-        if not verdict.allowed:
+        if not record.verdict.allowed:
             self.denials += 1
+        # The relay lets the record's arguments go once the call has ended.
+        args = record.args if record.args_digest is None or self.log_args else None
+        self._noted.append((time.time_ns(), session, record, error, args))
+        if len(self._noted) >= FLUSH_RECORDS:
+            self._encode()
+        elif self._timer is None:
+            self._start_timer()
+
+    def _encode(self) -> None:
+        noted, self._noted = self._noted, []
+        for ns, session, record, error, args in noted:
+            self._lines += self._decision(ns, session, record, error, args)
+
+    def _decision(
+        self, ns: int, session: str, record: CallRecord, error: str | None, args: Any
+    ) -> bytes:
+        verdict = record.verdict  # its fields read directly: this runs for every call
+        if not verdict.allowed:
             decision = "denied"
         elif record.approval_outcome == "asked":  # answered with input_required
             decision = "approval asked"
         else:
             decision = "monitored" if verdict.monitored else "allowed"
         event: dict[str, Any] = {
-            "ts": _timestamp(),
+            "ts": _timestamp(ns),
             "type": "decision",
             "instance": self.instance,
             "session": session,
@@ -136,7 +174,7 @@ class AuditLog:
             "rule": verdict.rule,
             "reason": verdict.reason,
             "retry_after_s": verdict.retry_after_s,
-            "args_sha256": record.args_digest,
+            "args_sha256": record.args_digest or args_digest(args),
             "latency_us": int(record.latency_us * 10 + 0.5) / 10,  # round() is slower
             "upstream_error": error,
             "policy_sha256": record.policy_digest,
@@ -146,8 +184,8 @@ class AuditLog:
         if record.redacted:
             event["redacted"] = record.redacted
         if self.log_args:
-            event["args"] = redact(record.args)
-        self._hold(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
+            event["args"] = redact(args)
+        return orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
 
     def noted(self, session: str, kind: str, fields: dict[str, Any]) -> None:
         self._emit(kind, {"session": session, **fields})
@@ -179,19 +217,21 @@ class AuditLog:
     # -- writing ------------------------------------------------------------------------
 
     def _emit(self, kind: str, fields: dict[str, Any]) -> None:
-        event = {"ts": _timestamp(), "type": kind, "instance": self.instance, **fields}
-        self._hold(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
-
-    def _hold(self, line: bytes) -> None:
-        self._lines += line
+        self._encode()  # the decisions before it come first
+        event = {"ts": _timestamp(time.time_ns()), "type": kind, "instance": self.instance}
+        self._lines += orjson.dumps({**event, **fields}, option=orjson.OPT_APPEND_NEWLINE)
         if self._timer is None:
-            try:
-                self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
-            except RuntimeError:  # no event loop: write at once
-                self.flush()
+            self._start_timer()
+
+    def _start_timer(self) -> None:
+        try:
+            self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+        except RuntimeError:  # no event loop: write at once
+            self.flush()
 
     def flush(self) -> None:
         self._timer = None
+        self._encode()
         if self._lines:
             self._queue.put(bytes(self._lines))
             self._lines.clear()
@@ -222,10 +262,10 @@ class AuditLog:
 _second_text: tuple[int, str] = (-1, "")
 
 
-def _timestamp() -> str:
+def _timestamp(ns: int) -> str:
     """ISO 8601 UTC with microseconds; the part up to the second is formatted once."""
     global _second_text
-    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    second, micro = divmod(ns // 1000, 1_000_000)
     if second != _second_text[0]:
         _second_text = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
     return f"{_second_text[1]}{micro:06d}Z"

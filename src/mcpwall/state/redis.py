@@ -362,11 +362,12 @@ def _outcome(checks: Sequence[Check], commit: bool, reply: list[Any]) -> Outcome
         return Refused(rule, _number(reply[2]), None if retry < 0 else retry)
     if not commit:
         return ()
-    idents = iter(_text(item) for item in reply[1:])
+    reserving = [check for check in checks if check.reserve]
     return tuple(
-        Token(check.key, check.window, check.amount, next(idents), check.refundable)
-        for check in checks
-        if check.reserve
+        [
+            Token(check.key, check.window, check.amount, _text(ident), check.refundable)
+            for check, ident in zip(reserving, reply[1:], strict=True)
+        ]
     )
 
 

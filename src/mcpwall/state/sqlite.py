@@ -8,8 +8,9 @@ makes a process wait its turn instead of failing. ``synchronous=NORMAL`` commits
 fsync: a counter survives the process being killed, not the host losing power.
 
 Every counter keeps its running value in ``totals``, so that a check costs the same
-whatever the limit: a sliding window also keeps one row per event in ``events``, and
-an event that ages out of the window is deleted and taken off the total then.
+whatever the limit: a sliding window also keeps one row per event in ``events`` (the
+calls of one group make one event per key), and an event that ages out of the window
+is deleted and taken off the total then.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 from mcpwall.policy.model import Window
 from mcpwall.state.base import (
@@ -176,15 +178,20 @@ class SQLiteStore:
                     )
                     continue
                 stamp, seq = token.ident  # type: ignore[misc]
-                gone = sql.execute(
-                    "DELETE FROM events WHERE key = ? AND ts = ? AND seq = ? RETURNING amount",
-                    (token.key, stamp, seq),
+                event = (token.key, stamp, seq)
+                left = sql.execute(
+                    "UPDATE events SET amount = amount - ? WHERE key = ? AND ts = ? AND seq = ?"
+                    " RETURNING amount",
+                    (token.amount, *event),
                 ).fetchone()
-                if gone is not None:
-                    sql.execute(
-                        "UPDATE totals SET value = MAX(value - ?, 0) WHERE key = ?",
-                        (gone[0], token.key),
-                    )
+                if left is None:  # the event has left the window already
+                    continue
+                if left[0] <= 0:
+                    sql.execute("DELETE FROM events WHERE key = ? AND ts = ? AND seq = ?", event)
+                sql.execute(
+                    "UPDATE totals SET value = MAX(value - ?, 0) WHERE key = ?",
+                    (token.amount, token.key),
+                )
 
     def read(self, key: str, window: Window, now: float) -> float:
         probe = Check(0, key, window, 0, (), False)
@@ -223,9 +230,13 @@ class _Group:
     def __init__(self, store: SQLiteStore, now: float, keys: set[str]) -> None:
         self.store = store
         self.now = now
+        self.seq = store._seq
         self.rows = store._totals(keys)  # key -> [start (oldest event), value] stored
         self.values: dict[str, float] = {}  # key -> its value now, this group's adds in
-        self.events: list[tuple[str, float, int, float]] = []  # to insert
+        # To insert: one row per key, not per call. The group's calls share one instant,
+        # so their events on a key are one event of their summed amount; a call given
+        # back later takes its own amount off that row (see ``release``).
+        self.events: dict[str, list[Any]] = {}  # key -> [key, ts, seq, amount]
         self.totals: dict[str, tuple[str, float, float, float]] = {}  # to write
 
     def reserve(self, checks: Sequence[Check], commit: bool) -> Outcome:
@@ -240,37 +251,56 @@ class _Group:
                 return Refused(check.rule, value, self.store._retry_after(check, value, self.now))
         if not commit:
             return ()
-        return tuple(self._add(check) for check in checks if check.reserve)
+        return tuple([self._add(check) for check in checks if check.reserve])
 
     def _add(self, check: Check) -> Token:
-        key, now = check.key, self.now
-        value = self.values[key] = self.values[key] + check.amount
-        if check.window.calendar:
-            start = window_start(check.window, now)
-            self.totals[key] = (key, start, value, start + check.window.seconds)
-            return Token(key, check.window, check.amount, start, check.refundable)
-        seq = next(self.store._seq)
-        self.events.append((key, now, seq, check.amount))
+        key, window, amount = check.key, check.window, check.amount
+        now = self.now
+        value = self.values[key] = self.values[key] + amount
+        if window.calendar:
+            start = window_start(window, now)
+            self.totals[key] = (key, start, value, start + window.seconds)
+            return Token(key, window, amount, start, check.refundable)
+        event = self.events.get(key)
+        if event is None:
+            event = self.events[key] = [key, now, next(self.seq), amount]
+        else:
+            event[3] += amount
+        seq = event[2]
         row = self.rows.get(key)
         if row is None:
             row = self.rows[key] = [now, value]
-        self.totals[key] = (key, row[0], value, now + check.window.seconds)
-        return Token(key, check.window, check.amount, (now, seq), check.refundable)
+        self.totals[key] = (key, row[0], value, now + window.seconds)
+        return Token(key, window, amount, (now, seq), check.refundable)
 
     def _insert_events(self) -> None:
-        self.store._sql.executemany(
-            "INSERT INTO events (key, ts, seq, amount) VALUES (?, ?, ?, ?)", self.events
-        )
+        _write_rows(self.store._sql, _INSERT_EVENTS, list(self.events.values()))
         self.events.clear()
 
     def write(self) -> None:
         if self.events:
             self._insert_events()
         if self.totals:
-            self.store._sql.executemany(
-                "REPLACE INTO totals (key, start, value, expires) VALUES (?, ?, ?, ?)",
-                self.totals.values(),
-            )
+            _write_rows(self.store._sql, _REPLACE_TOTALS, list(self.totals.values()))
+
+
+_INSERT_EVENTS = "INSERT INTO events (key, ts, seq, amount) VALUES "
+_REPLACE_TOTALS = "REPLACE INTO totals (key, start, value, expires) VALUES "
+_FEW_ROWS = 16  # written in one statement; more go through executemany
+
+
+def _write_rows(sql: sqlite3.Cursor, head: str, rows: list[Any]) -> None:
+    """Rows of four values in one statement when they are few (a call alone, the common
+    case: executemany costs more than execute for one row), else by executemany."""
+    if len(rows) <= _FEW_ROWS:
+        sql.execute(_rows_statement(head, len(rows)), [value for row in rows for value in row])
+    else:
+        sql.executemany(head + "(?, ?, ?, ?)", rows)
+
+
+@lru_cache(maxsize=2 * _FEW_ROWS)
+def _rows_statement(head: str, count: int) -> str:
+    return head + ",".join(["(?, ?, ?, ?)"] * count)
 
 
 @lru_cache(maxsize=16)
