@@ -1,11 +1,17 @@
 """The built-in catalogue: one YAML file per MCP server under ``data/``, read into
-frozen entries. The files are ours; a malformed one is a bug, reported as CatalogError."""
+frozen entries. The files are ours; a malformed one is a bug, reported as CatalogError.
+
+A tool's entry holds our judgement (category, risk, reasons, dangers, rules), written by
+hand, and what the server declares about it. In the older files (Kubernetes) the
+declaration is cited by hand, as ``parameters`` and ``annotations``; in the others it is
+a ``declared`` block that ``python -m tests.catalog.refresh`` copies from the real
+server's tools/list (description, annotations, a summary of the input schema)."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -50,12 +56,16 @@ class CatalogTool:
     note: str | None
     rules: str  # YAML: the list of rules we suggest under tools.<name>.rules
     hide: bool  # whether we suggest hiding the tool outright
+    # The server's own description, where the entry keeps a copy (None: not kept).
+    description: str | None = None
+    # The arguments that decide how dangerous a call is, each with why.
+    arguments: Mapping[str, str] = field(default_factory=dict)
 
     def facts(self) -> ToolFacts:
-        """What the server declares about the tool, for the classifier; the server's own
-        description is not kept in the catalogue, so the classifier goes without it."""
+        """What the server declares about the tool, for the classifier."""
         return ToolFacts(
             name=self.name,
+            description=self.description,
             annotations=self.annotations,
             parameters={p.name: {"type": p.type} for p in self.parameters},
         )
@@ -73,6 +83,9 @@ class CatalogServer:
     notes: tuple[str, ...]
     toolsets: Mapping[str, str]
     tools: Mapping[str, CatalogTool]
+    # The package the tools were read from, e.g. "npm @modelcontextprotocol/server-memory
+    # 2026.8.31"; empty for an entry cited by hand.
+    package: str = ""
 
     def tool(self, name: str) -> CatalogTool:
         tool = self.tools.get(name)
@@ -139,6 +152,7 @@ def _read_server(file: str, data: Any) -> CatalogServer:
         notes=tuple(data.get("notes") or ()),
         toolsets=dict(_mapping(data, "toolsets", where)),
         tools=tools,
+        package=str(data.get("package") or ""),
     )
 
 
@@ -147,17 +161,22 @@ def _read_tool(
 ) -> CatalogTool:
     if not isinstance(raw, dict):
         raise CatalogError(f"{where}: not a mapping")
-    parameters = [
-        Parameter(
-            key,
-            _text(p, "type", f"{where}.{key}"),
-            bool(p.get("required")),
-            _text(p, "about", f"{where}.{key}"),
-        )
-        for key, p in _mapping(raw, "parameters", where).items()
-    ]
-    if raw.get("context"):
-        parameters.append(shared["context"])
+    declared = raw.get("declared")
+    if declared is not None:
+        parameters, annotations, description = _declared(declared, f"{where}.declared")
+    else:
+        parameters = [
+            Parameter(
+                key,
+                _text(p, "type", f"{where}.{key}"),
+                bool(p.get("required")),
+                _text(p, "about", f"{where}.{key}"),
+            )
+            for key, p in _mapping(raw, "parameters", where).items()
+        ]
+        if raw.get("context"):
+            parameters.append(shared["context"])
+        annotations, description = dict(_mapping(raw, "annotations", where)), None
     try:
         category = Category(raw.get("category"))
         risk = Risk(raw.get("risk"))
@@ -169,7 +188,7 @@ def _read_tool(
         toolset=_text(raw, "toolset", where),
         does=_text(raw, "does", where),
         parameters=tuple(parameters),
-        annotations=dict(_mapping(raw, "annotations", where)),
+        annotations=annotations,
         category=category,
         risk=risk,
         why=tuple(raw.get("why") or ()),
@@ -177,7 +196,25 @@ def _read_tool(
         note=raw.get("note"),
         rules=_text(raw, "rules", where),
         hide=bool(raw.get("hide")),
+        description=description,
+        arguments={str(k): str(v) for k, v in _mapping(raw, "arguments", where).items()},
     )
+
+
+def _declared(data: Any, where: str) -> tuple[list[Parameter], dict[str, Any], str]:
+    """The block the refresh command copies from tools/list; a parameter's ``about`` is
+    the server's description of it, which may be empty."""
+    if not isinstance(data, dict):
+        raise CatalogError(f"{where}: not a mapping")
+    parameters = [
+        Parameter(
+            key, _text(p, "type", f"{where}.input.{key}"), bool(p.get("required")),
+            str(p.get("about") or ""),
+        )
+        for key, p in _mapping(data, "input", where).items()
+    ]  # fmt: skip
+    annotations = dict(_mapping(data, "annotations", where))
+    return parameters, annotations, str(data.get("description") or "")
 
 
 def _text(data: Mapping[str, Any], key: str, where: str) -> str:
