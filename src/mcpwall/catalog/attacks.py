@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -141,8 +141,21 @@ def attacks_for(tool: CatalogTool) -> list[tuple[Attack, str]]:
 # -- pages ------------------------------------------------------------------------------
 
 
-def attacks_document() -> Document:
-    rows = [[f"`{a.id}`", a.title, str(len(a.tools())), _first_sentence(a.case)] for a in attacks()]
+# Where a page links to another (the catalogue site): an attack's or a tool's address.
+AttackLink = Callable[["Attack"], str]
+ToolLink = Callable[[CatalogTool], str]
+
+
+def attacks_document(link: AttackLink | None = None) -> Document:
+    rows = [
+        [
+            _linked(f"`{a.id}`", link and link(a)),
+            a.title,
+            str(len(a.tools())),
+            _first_sentence(a.case),
+        ]
+        for a in attacks()
+    ]
     return Document(
         "The MCP attack database",
         [
@@ -162,7 +175,7 @@ def attacks_json() -> list[dict[str, Any]]:
     return [{"id": a.id, "title": a.title, "tools": len(a.tools())} for a in attacks()]
 
 
-def attack_document(attack: Attack) -> Document:
+def attack_document(attack: Attack, link: ToolLink | None = None) -> Document:
     tools = attack.tools()
     blocks: list[Block] = [
         Heading("The case"),
@@ -188,7 +201,12 @@ def attack_document(attack: Attack) -> Document:
             Table(
                 ["server", "tool", "category", "risk"],
                 [
-                    [t.server, f"`{t.name}`", t.category.value, t.risk.value]
+                    [
+                        t.server,
+                        _linked(f"`{t.name}`", link and link(t)),
+                        t.category.value,
+                        t.risk.value,
+                    ]
                     for t, reason in tools
                     if reason == why
                 ],
@@ -212,19 +230,25 @@ def attack_json(attack: Attack) -> dict[str, Any]:
     }
 
 
-def tool_attack_blocks(tool: CatalogTool) -> list[Block]:
+def tool_attack_blocks(tool: CatalogTool, link: AttackLink | None = None) -> list[Block]:
     """The section of a tool's page that names the attacks that apply to it."""
     found = attacks_for(tool)
     return [
         Heading("Attacks that apply"),
         Paragraph(
-            "From mcpwall's attack database; `mcpwall catalog attacks ID` gives each case, "
-            "its prevention policy and the test that shows mcpwall stopping it."
+            "From mcpwall's attack database; "
+            + ("each entry gives" if link else "`mcpwall catalog attacks ID` gives")
+            + " the case, a policy that prevents it and the test that shows mcpwall stopping it."
         ),
         Table(
-            ["attack", "title", "why it applies"], [[f"`{a.id}`", a.title, why] for a, why in found]
+            ["attack", "title", "why it applies"],
+            [[_linked(f"`{a.id}`", link and link(a)), a.title, why] for a, why in found],
         ),
     ]
+
+
+def _linked(text: str, target: str | None) -> str:
+    return f"[{text}]({target})" if target else text
 
 
 def _first_sentence(text: str) -> str:
@@ -253,7 +277,7 @@ def _read_attack(raw: Any, where: str) -> Attack:
         test=_text(test, "node", where),
         test_shows=_text(test, "shows", where),
         limits=raw.get("limits"),
-        references=tuple(raw.get("references") or ()),
+        references=_texts(raw, "references", where),
     )
 
 
@@ -305,6 +329,13 @@ def _text(data: Mapping[str, Any], key: str, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise CatalogError(f"{where}: {key} must be a non-empty string")
     return value
+
+
+def _texts(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = data.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise CatalogError(f"{where}: {key} must be a list of strings")
+    return tuple(value)
 
 
 def _mapping(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:

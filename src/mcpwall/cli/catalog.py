@@ -1,5 +1,6 @@
 """``mcpwall catalog [SERVER [TOOL]]``: the built-in catalogue of MCP servers' tools;
-``mcpwall catalog attacks [ID]``: the attack database."""
+``mcpwall catalog attacks [ID]``: the attack database; ``mcpwall catalog site DIR``: all
+of it as a static site."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcpwall.cli.main import UserError
@@ -21,13 +23,16 @@ FORMATS = ("text", "markdown", "html", "json")
 def run(argv: list[str]) -> int:
     if argv[:1] == ["attacks"]:
         return _attacks(argv[1:])
+    if argv[:1] == ["site"]:
+        return _site(argv[1:])
     parser = argparse.ArgumentParser(
         prog="mcpwall catalog",
         description="The built-in catalogue: without arguments the servers it knows, with "
         "a server its tools with category and risk, with a tool that tool's page: what it "
         "does, why it has its category and risk, the attacks that apply to it, and policy "
         "snippets to allow, deny, hide, rate-limit it or restrict its arguments. "
-        "`mcpwall catalog attacks [ID]` shows the attack database.",
+        "`mcpwall catalog attacks [ID]` shows the attack database, `mcpwall catalog site "
+        "DIR` writes the whole catalogue as a static site.",
         epilog="example: mcpwall catalog kubernetes vm_clone --format html > vm_clone.html",
     )
     parser.add_argument("server", nargs="?", help="a server name or alias, e.g. kubernetes")
@@ -85,6 +90,31 @@ def _attacks(argv: list[str]) -> int:
     except UnknownName as exc:
         raise _unknown(exc, "mcpwall catalog attacks") from None
     _show(attacks.attack_document(attack), attacks.attack_json(attack), ns.format)
+    return 0
+
+
+def _site(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mcpwall catalog site",
+        description="Write the catalogue as a static site into DIR: an index of the "
+        "servers, a page per server (its tools, filterable by category and risk, and its "
+        "ready policy to download), a page per tool, the attack database and a search box. "
+        "It needs no server and no network: open DIR/index.html in a browser.",
+        epilog="example: mcpwall catalog site ./catalogue && xdg-open catalogue/index.html",
+    )
+    parser.add_argument("directory", help="where to write the site (created if missing)")
+    ns = parser.parse_args(argv)
+
+    from mcpwall.catalog.site import write_site
+
+    target = Path(ns.directory)
+    if target.exists() and not target.is_dir():
+        raise UserError(f"{target} exists and is not a directory")
+    try:
+        written = write_site(target)
+    except OSError as exc:
+        raise UserError(f"cannot write the site into {target}: {exc.strerror or exc}") from None
+    _write(f"wrote {written} pages into {target}; open {target / 'index.html'}\n")
     return 0
 
 
