@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import posixpath
 import re
 import textwrap
 from collections import Counter
@@ -172,7 +173,7 @@ def _unique(slug: str, taken: set[str]) -> str:
 
 def _relative(here: str, target: str) -> str:
     """The address of ``target`` from the page at ``here``, both paths from the root."""
-    return "../" * here.count("/") + target
+    return posixpath.relpath(target, posixpath.dirname(here) or ".")
 
 
 # -- the pages ----------------------------------------------------------------------------
