@@ -2,8 +2,9 @@
 plain text for a terminal, Markdown, and a self-contained HTML file.
 
 Inline text may hold `code spans` in backticks; Markdown keeps them, HTML turns them into
-<code>, plain text keeps the backticks. Table cells that name a category or a risk get a
-coloured badge in HTML.
+<code>, plain text keeps the backticks. It may hold links written as in Markdown,
+[text](href), which plain text shows as their text (the catalogue site uses them). Table
+cells that name a category or a risk get a coloured badge in HTML.
 """
 
 from __future__ import annotations
@@ -135,8 +136,8 @@ def _text_table(table: Table) -> list[str]:
 
 
 def _plain(text: str) -> str:
-    """Inline text for a terminal: code spans lose their backticks."""
-    return _CODE_SPAN.sub(lambda m: m.group(1), text)
+    """Inline text for a terminal: code spans lose their backticks, links their target."""
+    return _CODE_SPAN.sub(lambda m: m.group(1), _LINK.sub(lambda m: m.group(1), text))
 
 
 # -- Markdown ---------------------------------------------------------------------------
@@ -182,7 +183,7 @@ _BADGES = {
     "Critical": "critical",
 }
 
-_STYLE = """
+STYLE = """
 :root { color-scheme: light; --ink: #1d2430; --muted: #5b6472; --line: #d9dee7;
   --paper: #ffffff; --wash: #f5f7fa; --accent: #1f5fbf; }
 * { box-sizing: border-box; }
@@ -217,6 +218,19 @@ footer { color: var(--muted); font-size: .85rem; margin-top: 2.5rem; }
 
 
 def _html(document: Document) -> str:
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{html.escape(_plain(document.title))}</title>\n"
+        f"<style>{STYLE}</style>\n</head>\n<body>\n<main>\n"
+        + html_body(document)
+        + "\n<footer>Written by mcpwall.</footer>\n</main>\n</body>\n</html>\n"
+    )
+
+
+def html_body(document: Document) -> str:
+    """The document's title and blocks as HTML, for a page that brings its own frame."""
     body: list[str] = [f"<h1>{_inline(document.title)}</h1>"]
     for block in document.blocks:
         if isinstance(block, Heading):
@@ -242,15 +256,7 @@ def _html(document: Document) -> str:
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         else:
             body.append(f"<pre><code>{html.escape(block.text.rstrip())}</code></pre>")
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{html.escape(document.title)}</title>\n"
-        f"<style>{_STYLE}</style>\n</head>\n<body>\n<main>\n"
-        + "\n".join(body)
-        + "\n<footer>Written by mcpwall.</footer>\n</main>\n</body>\n</html>\n"
-    )
+    return "\n".join(body)
 
 
 def _html_cell(text: str) -> str:
@@ -261,8 +267,13 @@ def _html_cell(text: str) -> str:
 
 
 _CODE_SPAN = re.compile(r"`([^`]+)`")
+# A target has no spaces or brackets, which keeps prose with brackets ("args[*].kind")
+# from being read as a link.
+_LINK = re.compile(r"\[([^\[\]]+)\]\(([^()\s\[\]]+)\)")
 
 
 def _inline(text: str) -> str:
     escaped = html.escape(text)
-    return _CODE_SPAN.sub(lambda m: f"<code>{m.group(1)}</code>", escaped)
+    coded = _CODE_SPAN.sub(lambda m: f"<code>{m.group(1)}</code>", escaped)
+    # The target is escaped already, quotes included, so it is safe inside the attribute.
+    return _LINK.sub(lambda m: f'<a href="{m.group(2)}">{m.group(1)}</a>', coded)

@@ -102,7 +102,8 @@ def servers() -> tuple[CatalogServer, ...]:
     folder = resources.files("mcpwall.catalog").joinpath("data")
     found = []
     for item in sorted(folder.iterdir(), key=lambda i: i.name):
-        if item.name.endswith(".yaml"):
+        # attacks.yaml beside them is the attack database (catalog/attacks.py), no server.
+        if item.name.endswith(".yaml") and item.name != "attacks.yaml":
             found.append(_read_server(item.name, yaml.safe_load(item.read_text("utf-8"))))
     return tuple(found)
 
