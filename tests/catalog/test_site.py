@@ -89,3 +89,29 @@ def test_a_file_in_the_way_is_one_sentence(tmp_path: Path) -> None:
     result = mcpwall("catalog", "site", str(blocker))
     assert result.returncode == 2
     assert result.stderr == f"mcpwall: error: {blocker} exists and is not a directory\n"
+
+
+@pytest.mark.parametrize(
+    ("manifest", "allowed"),
+    [
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s, namespace: team-a}\n", True),
+        # A Secret spelled so that no regex over the text sees the word.
+        ('apiVersion: v1\nkind: "\\x53ecret"\nmetadata: {name: s, namespace: team-a}\n', False),
+        ("apiVersion: v1\nkind: ! Secret\nmetadata: {name: s, namespace: team-a}\n", False),
+        ("kind: ConfigMap\nmetadata: {name: s, namespace: team-a}\n---\nkind: secret\n", False),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s, namespace: kube-system}\n", False),
+    ],
+    ids=["configmap", "escaped-secret", "tagged-secret", "second-document", "system-namespace"],
+)
+def test_the_downloadable_policy_reads_manifests_as_the_server_does(
+    site: Path, manifest: str, allowed: bool
+) -> None:
+    """The site's ready policy is no weaker than the shipped one: it declares the
+    manifest structured, so its rules judge the objects, however they are spelled."""
+    policy = site / "servers/kubernetes-mcp-server/kubernetes-mcp-server-policy.yaml"
+    assert "format: kubernetes-manifest" in policy.read_text().replace('"', "")
+    result = mcpwall(
+        "check", "-c", str(policy), "resources_create_or_update",
+        "--args", json.dumps({"resource": manifest}), "--state-dsn", "memory:",
+    )  # fmt: skip
+    assert result.returncode == (0 if allowed else 1), result.stdout + result.stderr

@@ -60,6 +60,9 @@ class CatalogTool:
     description: str | None = None
     # The arguments that decide how dangerous a call is, each with why.
     arguments: Mapping[str, str] = field(default_factory=dict)
+    # How the rules need an argument read before they judge it (a manifest as the
+    # server parses it, a command as argv): the policy's tools.<name>.arguments.
+    read_as: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def facts(self) -> ToolFacts:
         """What the server declares about the tool, for the classifier."""
@@ -182,6 +185,7 @@ def _read_tool(
         risk = Risk(raw.get("risk"))
     except ValueError as exc:
         raise CatalogError(f"{where}: {exc}") from None
+    read_as = _mapping(raw, "read_as", where)
     return CatalogTool(
         name=name,
         server=server,
@@ -198,6 +202,7 @@ def _read_tool(
         hide=bool(raw.get("hide")),
         description=description,
         arguments={str(k): str(v) for k, v in _mapping(raw, "arguments", where).items()},
+        read_as={str(k): dict(_mapping(read_as, k, f"{where}.read_as")) for k in read_as},
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import textwrap
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,10 +223,20 @@ def snippets(tool: CatalogTool) -> list[Snippet]:
                 "Hide it: the tool vanishes from the agent's tools/list and every call is refused.",
                 _policy(name, ""),
             ),
-            Snippet("If you keep it visible", _rules_explained(tool), _policy(name, tool.rules)),
+            Snippet(
+                "If you keep it visible",
+                _rules_explained(tool),
+                _policy(name, tool.rules, read_as=tool.read_as),
+            ),
         ]
     else:
-        found.append(Snippet("What we suggest", _rules_explained(tool), _policy(name, tool.rules)))
+        found.append(
+            Snippet(
+                "What we suggest",
+                _rules_explained(tool),
+                _policy(name, tool.rules, read_as=tool.read_as),
+            )
+        )
     found += [
         Snippet(
             "Allow it",
@@ -258,7 +269,15 @@ def snippets(tool: CatalogTool) -> list[Snippet]:
 
 
 def _rules_explained(tool: CatalogTool) -> str:
-    if "args." in tool.rules:
+    if tool.read_as:
+        arguments = (
+            "mcpwall first reads "
+            + ", ".join(f"`{name}`" for name in tool.read_as)
+            + " as the server will (the policy's `arguments:` block), so the conditions "
+            "judge the parsed fields, however the text is spelled; text it cannot read "
+            "exactly one way is refused. A condition on a missing field fails closed."
+        )
+    elif "args." in tool.rules:
         arguments = (
             "Their conditions restrict the call's arguments: a condition on a missing "
             "argument fails, so an omitted namespace is refused rather than left to the "
@@ -274,14 +293,31 @@ def _rules_explained(tool: CatalogTool) -> str:
     )
 
 
-def _policy(tool: str, rules: str, default_deny: bool = False) -> str:
+def _policy(
+    tool: str,
+    rules: str,
+    default_deny: bool = False,
+    read_as: Mapping[str, Mapping[str, Any]] | None = None,
+) -> str:
     head = 'version: "1"\n'
     if default_deny:
         head += "default: deny\n"
     if not rules:
         return head + f"hide: [{tool}]\ntools: {{}}\n"
     body = textwrap.indent(rules.rstrip("\n") + "\n", "      ")
-    return head + f"tools:\n  {tool}:\n    rules:\n{body}"
+    return head + f"tools:\n  {tool}:\n{arguments_block(read_as or {})}    rules:\n{body}"
+
+
+def arguments_block(read_as: Mapping[str, Mapping[str, Any]]) -> str:
+    """A tool's ``arguments:`` block of a policy (indented under the tool's key), or
+    nothing when no argument needs reading as structured text."""
+    if not read_as:
+        return ""
+    lines = ["    arguments:"]
+    for name, how in read_as.items():
+        fields = ", ".join(f"{key}: {json.dumps(value)}" for key, value in how.items())
+        lines.append(f"      {json.dumps(name)}: {{{fields}}}")
+    return "\n".join(lines) + "\n"
 
 
 def _deny_reason(tool: CatalogTool) -> str:
@@ -310,8 +346,8 @@ def _evidence_blocks(tool: CatalogTool, automatic: Classification) -> list[Block
         Heading("What the server declares"),
         Paragraph(
             "mcpwall's classifier reads what the server declares about the tool (its "
-            "annotations, its name and the shape of its parameters; the catalogue keeps "
-            f"no copy of the server's description). {comparison}"
+            "annotations, its name, the shape of its parameters and, where the catalogue "
+            f"keeps a copy, its description). {comparison}"
         ),
         Table(
             ["signal", "seen", "meaning"],

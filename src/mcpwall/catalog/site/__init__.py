@@ -116,7 +116,9 @@ def ready_policy(server: CatalogServer) -> str:
     out.append("tools:")
     for tool in (t for t in tools if not t.hide):
         out += _comment(f"{tool.category} / {tool.risk}: {_first_sentence(tool.does)}", "  ")
-        out += [f"  {json.dumps(tool.name)}:", "    rules:"]
+        out.append(f"  {json.dumps(tool.name)}:")
+        out += pages.arguments_block(tool.read_as).splitlines()
+        out.append("    rules:")
         out.append(textwrap.indent(tool.rules.rstrip("\n"), "      "))
     if not any(not t.hide for t in tools):
         out[-1] = "tools: {}"
