@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import sys
 import uuid
 from collections.abc import Callable, Coroutine
@@ -16,37 +15,23 @@ from typing import TYPE_CHECKING, Any
 from mcpwall.engine.gate import Gate
 from mcpwall.engine.pins import PinBook
 from mcpwall.ops.reload import PolicyHolder, PolicyWatcher
-from mcpwall.policy import load_policy
 from mcpwall.proxy.approval import Seal
 from mcpwall.proxy.child import ServerProcess
+from mcpwall.proxy.framing import DEFAULT_MAX_MESSAGE
 from mcpwall.proxy.link import LinkEvents, ServerLink
 from mcpwall.proxy.record import Observer
 from mcpwall.proxy.relay import Deliver, Send, Session
-from mcpwall.proxy.stdio import DEFAULT_MAX_MESSAGE, StdioProxy
+from mcpwall.proxy.stdio import StdioProxy
 from mcpwall.proxy.tools import ToolView
-from mcpwall.state import open_store
+from mcpwall.state.options import StateOptions
 
 if TYPE_CHECKING:
     from mcpwall.ops.tracing import Tracing
+    from mcpwall.policy import Policy
     from mcpwall.proxy.http import ListenerOptions
+    from mcpwall.proxy.spawn import Spawned
 
 log = logging.getLogger("mcpwall")
-
-
-@dataclass(frozen=True, slots=True)
-class StateOptions:
-    dsn: str | None = None
-    directory: str | None = None
-    prefix: str = ""
-    fail_open: bool = False
-
-    def gate(self) -> Gate:
-        return Gate(lambda: open_store(self.dsn, self.directory), self.fail_open, self.prefix)
-
-    def describe(self) -> str:
-        if self.dsn is None:
-            return f"sqlite:{Path(self.directory or '~/.mcpwall').expanduser()}/state.sqlite"
-        return re.sub(r"//[^@/]*@", "//***@", self.dsn)  # never log a password
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +118,13 @@ class Upstream:
         events: LinkEvents,
         max_message: int,
         client_headers: dict[str, str] | None = None,
+        spawned: Spawned | None = None,
     ) -> ServerLink:
         if self.url is not None:
             from mcpwall.proxy.http_upstream import HttpUpstream
 
             return HttpUpstream(self.url, self.headers or {}, events, client_headers)
-        return ServerProcess(self.command, events, max_message)
+        return ServerProcess(self.command, events, max_message, spawned)
 
 
 class _Run:
@@ -150,6 +136,7 @@ class _Run:
     def __init__(
         self,
         policy_path: str,
+        policy: Policy,
         upstream: Upstream,
         state: StateOptions,
         ops_options: OpsOptions,
@@ -159,7 +146,7 @@ class _Run:
         self.policy_path = policy_path
         self.upstream = upstream
         self.state = state
-        self.holder = PolicyHolder(load_policy(policy_path))
+        self.holder = PolicyHolder(policy)
         for warning in self.holder.current.warnings:
             log.warning("%s", warning)
         if not identified and self.holder.current.reads_identity:
@@ -227,14 +214,17 @@ class _Run:
 
 def run_stdio(
     policy_path: str,
+    policy: Policy,
     upstream: Upstream,
     state: StateOptions,
     ops_options: OpsOptions,
     max_message: int = DEFAULT_MAX_MESSAGE,
     call_timeout: float | None = None,
+    spawned: Spawned | None = None,
 ) -> int:
-    """Run the stdio proxy until the server ends; the exit status to use."""
-    run = _Run(policy_path, upstream, state, ops_options, call_timeout)
+    """Run the stdio proxy until the server ends; the exit status to use. ``spawned`` is
+    the server's process, when it was started before mcpwall loaded the rest of itself."""
+    run = _Run(policy_path, policy, upstream, state, ops_options, call_timeout)
     session_id = uuid.uuid4().hex
     log.info(
         "%s %s on %s (session %s)",
@@ -248,7 +238,7 @@ def run_stdio(
         return run.new_session(session_id, to_server, to_client)
 
     def make_link(events: LinkEvents) -> ServerLink:
-        return upstream.link(events, max_message)
+        return upstream.link(events, max_message, spawned=spawned)
 
     proxy = StdioProxy(make_link, make_session, max_message)
 
@@ -270,6 +260,7 @@ def run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 def run_http(
     policy_path: str,
+    policy: Policy,
     upstream: Upstream,
     state: StateOptions,
     ops_options: OpsOptions,
@@ -281,6 +272,7 @@ def run_http(
 
     run = _Run(
         policy_path,
+        policy,
         upstream,
         state,
         ops_options,

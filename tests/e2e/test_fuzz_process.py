@@ -17,7 +17,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 
-from mcpwall.proxy.stdio import DEFAULT_MAX_MESSAGE
+from mcpwall.proxy.framing import DEFAULT_MAX_MESSAGE
 from tests.conftest import server_cmd
 from tests.helpers import RawProxy, received
 from tests.strategies import (

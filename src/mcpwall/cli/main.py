@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING
 from mcpwall import __version__
 
 if TYPE_CHECKING:
-    from mcpwall.app import StateOptions
     from mcpwall.auth.resource import Authenticator
+    from mcpwall.policy import Policy
     from mcpwall.proxy.http import ListenerOptions
+    from mcpwall.state.options import StateOptions
 
 SUBCOMMANDS = {
     "validate": ("mcpwall.cli.validate", "check a policy file and report every error"),
@@ -35,6 +36,7 @@ SUBCOMMANDS = {
 }
 
 EXIT_USAGE = 2
+EXIT_NO_SERVER = 127  # as a shell says of a command it cannot run
 
 _PROXY_USAGE = """mcpwall -c POLICY [options] -- COMMAND [ARGS...]
        mcpwall {validate,check,status,pin,scan,catalog,demo} ..."""
@@ -122,8 +124,8 @@ def add_state_options(parser: argparse.ArgumentParser) -> None:
 
 
 def state_options(ns: argparse.Namespace) -> StateOptions:
-    from mcpwall.app import StateOptions
     from mcpwall.state import check_dsn
+    from mcpwall.state.options import StateOptions
 
     if ns.state_dir and ns.state_dsn:
         raise UserError("--state-dir and --state-dsn cannot be used together")
@@ -321,40 +323,57 @@ def _proxy(argv: list[str]) -> int:
             "-- npx -y some-mcp-server, or give --upstream URL"
         )
     setup_logging(ns.log_level)
+    from mcpwall.proxy.framing import DEFAULT_MAX_MESSAGE
+    from mcpwall.proxy.spawn import ServerStartError, spawn
 
-    from mcpwall.app import OpsOptions, Upstream, run_stdio
-    from mcpwall.policy import PolicyInvalid
-    from mcpwall.proxy.child import ServerStartError
-    from mcpwall.proxy.stdio import DEFAULT_MAX_MESSAGE
-
+    # Everything that can refuse the command line comes before the server is started.
     state = state_options(ns)
-    ops = OpsOptions(
-        ns.events_dir,
-        ns.log_args,
-        ns.events_retention_days,
-        ns.metrics_port,
-        ns.metrics_bind,
-        ns.otlp_endpoint,
-    )
+    headers = _headers(ns.header)
     max_message = ns.max_message_size or DEFAULT_MAX_MESSAGE
+    listener = _listener(ns, max_message) if ns.transport == "http" else None
+    policy = _load_policy(ns.config)
     try:
-        upstream = Upstream(command, ns.upstream, _headers(ns.header), ns.server_name)
-        if ns.transport == "http":
-            from mcpwall.app import run_http
+        # The stdio server boots while mcpwall imports the rest of itself (see proxy.spawn).
+        spawned = spawn(command) if command and listener is None else None
+    except ServerStartError as exc:
+        print(f"mcpwall: error: {exc}", file=sys.stderr)
+        return EXIT_NO_SERVER
+    try:
+        from mcpwall.app import OpsOptions, Upstream, run_http, run_stdio
 
-            listener = _listener(ns, max_message)
-            return run_http(ns.config, upstream, state, ops, listener, ns.call_timeout)
-        return run_stdio(ns.config, upstream, state, ops, max_message, ns.call_timeout)
+        ops = OpsOptions(
+            ns.events_dir,
+            ns.log_args,
+            ns.events_retention_days,
+            ns.metrics_port,
+            ns.metrics_bind,
+            ns.otlp_endpoint,
+        )
+        upstream = Upstream(command, ns.upstream, headers, ns.server_name)
+        if listener is not None:
+            return run_http(ns.config, policy, upstream, state, ops, listener, ns.call_timeout)
+        return run_stdio(
+            ns.config, policy, upstream, state, ops, max_message, ns.call_timeout, spawned
+        )
+    except ServerStartError as exc:
+        print(f"mcpwall: error: {exc}", file=sys.stderr)
+        return EXIT_NO_SERVER
+    finally:
+        if spawned is not None and not spawned.adopted:
+            spawned.abandon()
+
+
+def _load_policy(path: str) -> Policy:
+    from mcpwall.policy import PolicyInvalid, load_policy
+
+    try:
+        return load_policy(path)
     except PolicyInvalid as exc:
         for error in exc.errors:
             print(f"{error}" + (f"\n    hint: {error.hint}" if error.hint else ""), file=sys.stderr)
         raise UserError(
-            f"the policy {ns.config} does not validate "
-            f"({len(exc.errors)} error(s)); nothing was started"
+            f"the policy {path} does not validate ({len(exc.errors)} error(s)); nothing was started"
         ) from None
-    except ServerStartError as exc:
-        print(f"mcpwall: error: {exc}", file=sys.stderr)
-        return 127
 
 
 def _headers(pairs: list[str]) -> dict[str, str]:

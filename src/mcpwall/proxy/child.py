@@ -15,10 +15,12 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 from collections.abc import Callable
 
 from mcpwall.proxy.framing import LineFramer, line
 from mcpwall.proxy.link import LinkEvents
+from mcpwall.proxy.spawn import Spawned, spawn
 
 log = logging.getLogger("mcpwall")
 
@@ -27,21 +29,27 @@ TERM_GRACE = 2.0  # after SIGTERM, before SIGKILL
 DRAIN_GRACE = 1.0  # after the server exits, time for its stdout to reach EOF
 
 
-class ServerStartError(Exception):
-    """The server command could not be started."""
-
-
 class ServerProcess:
     """One child process, a ServerLink. ``ended`` resolves, once its stdout is closed and it has
     exited, with a sentence saying how it ended; ``status`` then holds its exit status
-    (128 + N when killed by signal N)."""
+    (128 + N when killed by signal N). ``spawned``, when given, is the process already
+    started for it (see proxy.spawn); otherwise ``start`` starts one."""
 
-    def __init__(self, command: list[str], events: LinkEvents, max_message: int) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        events: LinkEvents,
+        max_message: int,
+        spawned: Spawned | None = None,
+    ) -> None:
         self.command = command
         self.events = events
         self._max_message = max_message
-        self._transport: asyncio.SubprocessTransport | None = None
+        self._spawned = spawned
+        self._pid: int | None = None
+        self._returncode: int | None = None
         self._stdin: asyncio.WriteTransport | None = None
+        self._stdout: asyncio.ReadTransport | None = None
         self._stdout_closed = False
         self._exited = False
         self._timers: list[asyncio.TimerHandle] = []
@@ -52,26 +60,47 @@ class ServerProcess:
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     async def start(self) -> None:
+        spawned = self._spawned or spawn(self.command)
+        spawned.adopted = True
+        self._pid = spawned.pid
         loop = asyncio.get_running_loop()
         framer = LineFramer(self.events.message, self._max_message, self._oversize)
-        try:
-            transport, _ = await loop.subprocess_exec(
-                lambda: _ChildProtocol(self, framer),
-                *self.command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=None,  # the server's stderr is mcpwall's stderr, untouched
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise ServerStartError(
-                f"cannot start the MCP server {self.command[0]!r}: {exc.strerror or exc}"
-            ) from exc
-        self._transport = transport
-        self._stdin = transport.get_pipe_transport(0)  # type: ignore[assignment]
-        log.debug(
-            "started the MCP server (pid %s): %s", transport.get_pid(), " ".join(self.command)
+        # The transports own these file objects for the whole session.
+        stdin = open(spawned.stdin, "wb", buffering=0)  # noqa: SIM115
+        stdout = open(spawned.stdout, "rb", buffering=0)  # noqa: SIM115
+        self._stdin, _ = await loop.connect_write_pipe(lambda: _StdinProtocol(self), stdin)
+        self._stdout, _ = await loop.connect_read_pipe(
+            lambda: _StdoutProtocol(self, framer), stdout
         )
+        self._watch_exit(loop, spawned.pid)
+        log.debug("started the MCP server (pid %s): %s", spawned.pid, " ".join(self.command))
+
+    def _watch_exit(self, loop: asyncio.AbstractEventLoop, pid: int) -> None:
+        """Learn of the exit in the event loop: a pidfd it polls, where the kernel has
+        them, else a thread that waits."""
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            threading.Thread(
+                target=self._wait_in_thread, args=(loop, pid), daemon=True, name="mcpwall-child"
+            ).start()
+            return
+
+        def reap() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            self._reaped(_wait(pid))
+
+        loop.add_reader(pidfd, reap)
+
+    def _wait_in_thread(self, loop: asyncio.AbstractEventLoop, pid: int) -> None:
+        code = _wait(pid)
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            loop.call_soon_threadsafe(self._reaped, code)
+
+    def _reaped(self, returncode: int | None) -> None:
+        self._returncode = returncode
+        self.exited()
 
     # -- sending: what one read produces is written in one call ------------------------
 
@@ -102,9 +131,9 @@ class ServerProcess:
         self._pipe_call("resume_reading")
 
     def _pipe_call(self, name: str) -> None:
-        if self._transport is not None and not self._stdout_closed:
-            with contextlib.suppress(AttributeError, RuntimeError):
-                getattr(self._transport.get_pipe_transport(1), name)()
+        if self._stdout is not None and not self._stdout_closed:
+            with contextlib.suppress(RuntimeError):
+                getattr(self._stdout, name)()
 
     # -- stopping -----------------------------------------------------------------------
 
@@ -128,10 +157,10 @@ class ServerProcess:
             self.signal(signal.SIGKILL)
 
     def signal(self, signum: int) -> None:
-        if self._transport is None:
+        if self._pid is None:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._transport.get_pid(), signum)
+            os.killpg(self._pid, signum)
 
     # -- the child's side ---------------------------------------------------------------
 
@@ -159,11 +188,11 @@ class ServerProcess:
             self._end()
 
     def _end(self) -> None:
-        if self.ended.done() or self._transport is None:
+        if self.ended.done() or self._pid is None:
             return
         for timer in self._timers:
             timer.cancel()
-        returncode = self._transport.get_returncode()
+        returncode = self._returncode
         if returncode is None:
             self.status, how = 1, "closed its output"
         elif returncode < 0:
@@ -177,26 +206,36 @@ class ServerProcess:
         self._timers.append(asyncio.get_running_loop().call_later(delay, callback))
 
 
-class _ChildProtocol(asyncio.SubprocessProtocol):
+def _wait(pid: int) -> int | None:
+    """Reap ``pid``, which has exited or is about to: its exit code (negative: the signal
+    that killed it), None if something else reaped it."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+class _StdoutProtocol(asyncio.Protocol):
     def __init__(self, process: ServerProcess, framer: LineFramer) -> None:
         self._process = process
         self._framer = framer
 
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        if fd == 1:
-            events = self._process.events
-            events.read_start()
-            try:
-                self._framer.feed(data)
-            finally:
-                events.read_end()
+    def data_received(self, data: bytes) -> None:
+        events = self._process.events
+        events.read_start()
+        try:
+            self._framer.feed(data)
+        finally:
+            events.read_end()
 
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd == 1:
-            self._process.stdout_closed(self._framer)
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._process.stdout_closed(self._framer)
 
-    def process_exited(self) -> None:
-        self._process.exited()
+
+class _StdinProtocol(asyncio.Protocol):
+    def __init__(self, process: ServerProcess) -> None:
+        self._process = process
 
     def pause_writing(self) -> None:  # the server's stdin is full
         self._process.events.pause()

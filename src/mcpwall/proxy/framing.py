@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+DEFAULT_MAX_MESSAGE = 256 * 1024 * 1024
 _SMALL = 64 * 1024
 
 

@@ -25,13 +25,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from mcpwall.proxy.framing import LineFramer, line
+from mcpwall.proxy.framing import DEFAULT_MAX_MESSAGE, LineFramer, line
 from mcpwall.proxy.link import LinkEvents, ServerLink
 from mcpwall.proxy.relay import Session
 
 log = logging.getLogger("mcpwall")
 
-DEFAULT_MAX_MESSAGE = 256 * 1024 * 1024
 CLOSE_GRACE = 2.0  # after the server ended, time to hand what is left to the client
 _FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

@@ -1,0 +1,94 @@
+"""Starting the server's process, before mcpwall has loaded what it serves with.
+
+An MCP client waits for the first answer, and the server's own start (an interpreter,
+npx, a runtime) takes tens to hundreds of milliseconds. Started as soon as the policy is
+known to be valid, the server boots while mcpwall imports its engine and event loop, and
+the two starts overlap instead of adding up. This module needs nothing but ``os``, so
+that nothing has to be imported before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from dataclasses import dataclass
+
+
+class ServerStartError(Exception):
+    """The server command could not be started."""
+
+
+@dataclass(slots=True)
+class Spawned:
+    """A started server: its pid, and mcpwall's ends of its stdin and stdout pipes.
+    ``adopted`` is set once the proxy owns it; until then ``abandon`` ends it."""
+
+    pid: int
+    stdin: int
+    stdout: int
+    adopted: bool = False
+
+    def abandon(self) -> None:
+        """mcpwall is not going to serve: close the pipes and end the whole process
+        group, so that nothing outlives a start that failed."""
+        for fd in (self.stdin, self.stdout):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+def spawn(command: list[str]) -> Spawned:
+    """Run ``command`` with pipes on its stdin and stdout, its stderr left on mcpwall's,
+    in a session of its own (see proxy.child)."""
+    stdin_read, stdin_write = os.pipe()
+    stdout_read, stdout_write = os.pipe()
+    # Pipes are close-on-exec; dup2 onto 0 and 1 clears it for the child's copies, so the
+    # child keeps exactly its stdin and stdout, and mcpwall's ends never leak into it.
+    # What mcpwall itself inherited beyond 0-2 is closed too, as subprocess does.
+    actions: list[tuple[int, ...]] = [
+        (os.POSIX_SPAWN_DUP2, stdin_read, 0),
+        (os.POSIX_SPAWN_DUP2, stdout_write, 1),
+    ]
+    actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited_fds()]
+    try:
+        pid = os.posix_spawnp(
+            command[0],
+            command,
+            os.environ,
+            file_actions=actions,
+            setsid=True,
+            # Python ignores SIGPIPE and SIGXFSZ; the server gets the defaults, as with
+            # subprocess.
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+        )
+    except OSError as exc:
+        for fd in (stdin_read, stdin_write, stdout_read, stdout_write):
+            os.close(fd)
+        raise ServerStartError(
+            f"cannot start the MCP server {command[0]!r}: {exc.strerror or exc}"
+        ) from exc
+    os.close(stdin_read)
+    os.close(stdout_write)
+    return Spawned(pid, stdin_write, stdout_read)
+
+
+def _inherited_fds() -> list[int]:
+    """The descriptors above stderr that an exec would pass on."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        fd = int(name)
+        if fd > 2:
+            try:
+                if os.get_inheritable(fd):
+                    found.append(fd)
+            except OSError:  # the descriptor listdir itself used
+                pass
+    return found
