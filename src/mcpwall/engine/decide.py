@@ -34,7 +34,6 @@ import orjson
 
 from mcpwall.auth import Identity
 from mcpwall.engine.operators import MISSING, resolve, resolve_each
-from mcpwall.engine.structured import read_arguments
 from mcpwall.policy.model import Action, Condition, Counter, Policy, Rule, Scope, ToolPlan
 from mcpwall.state.base import Check, Refused, StoreUnavailable, Token
 
@@ -172,6 +171,9 @@ def decide(
     args: dict[str, Any] = call.args
     tool = call.tool
     if plan.structured:
+        # Imported here: only policies that read documents inside arguments need its parsers.
+        from mcpwall.engine.structured import read_arguments
+
         read = read_arguments(plan.structured, args)
         if isinstance(read, str):
             verdict = Verdict(tool, False, Step.ARGUMENTS, ARGUMENTS_RULE, read)

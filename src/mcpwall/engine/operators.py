@@ -18,11 +18,10 @@ the operator cannot compare (``lt`` on a string). Callers turn that into a denia
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeGuard
-
-import re2
 
 from mcpwall.policy.model import Op, Verdict
 
@@ -37,15 +36,25 @@ class _Missing:
 MISSING: Any = _Missing()
 
 _NUMBER = (int, float)
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False
-_RE2_OPTIONS.never_capture = True
+
+
+@functools.cache
+def _re2() -> tuple[Any, Any]:
+    """google-re2 and the options patterns are compiled with, loaded with the first
+    pattern: a policy without one never needs it."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False
+    options.never_capture = True
+    return re2, options
 
 
 def compile_regex(pattern: str) -> Any:
     """Compile an RE2 pattern; raises ValueError with RE2's own message."""
+    re2, options = _re2()
     try:
-        return re2.compile(pattern, _RE2_OPTIONS)
+        return re2.compile(pattern, options)
     except re2.error as exc:
         message = exc.args[0] if exc.args else str(exc)
         if isinstance(message, bytes):
@@ -257,6 +266,7 @@ def _searcher(compiled: Any) -> Callable[[str], bool | None]:
     object and maps every offset back to characters, five times the cost of the search
     itself; where its binding is reachable, ask it directly for a yes or no."""
     binding = getattr(compiled, "_regexp", None)
+    re2, _ = _re2()
     unanchored = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
     if binding is None or unanchored is None:
         return lambda text: compiled.search(text) is not None

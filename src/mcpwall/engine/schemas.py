@@ -11,7 +11,6 @@ import hashlib
 import logging
 from typing import Any
 
-import jsonschema_rs
 import orjson
 
 log = logging.getLogger("mcpwall")
@@ -64,6 +63,8 @@ _UNUSABLE = object()
 
 
 def _compile(tool: str, schema: dict[str, Any]) -> Any:
+    import jsonschema_rs  # here: only policies that check arguments against schemas need it
+
     digest = hashlib.sha256(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)).hexdigest()
     validator = _compiled.get(digest)
     if validator is None:

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcpwall.engine.operators import compile_regex
-from mcpwall.engine.redact import DETECTORS, REDACTED, Pattern, Redactor
 from mcpwall.policy.model import MAX_DOCUMENTS, Format, StructuredArgument
 from mcpwall.policy.report import Reporter, kind, shown
 from mcpwall.policy.source import Mark, YList, YMap
+
+if TYPE_CHECKING:
+    from mcpwall.engine.redact import Pattern, Redactor
 
 PIN_MODES = ("off", "warn", "enforce")
 _REDACT_KEYS = ("detectors", "patterns")
@@ -49,6 +51,9 @@ def read_redact(report: Reporter, data: YMap) -> Redactor | None:
             "redact: {detectors: [kubeconfig, bearer_tokens]}",
         )
         return None
+    # Imported here: its detectors are compiled on import, and most policies redact nothing.
+    from mcpwall.engine.redact import Redactor
+
     report.unknown_keys(raw, _REDACT_KEYS, "redact")
     detectors = _detectors(report, raw)
     patterns = _patterns(report, raw)
@@ -59,6 +64,8 @@ def read_redact(report: Reporter, data: YMap) -> Redactor | None:
 
 
 def _detectors(report: Reporter, raw: YMap) -> tuple[str, ...]:
+    from mcpwall.engine.redact import DETECTORS
+
     value = raw.get("detectors")
     if value is None:
         return ()
@@ -105,6 +112,8 @@ def _patterns(report: Reporter, raw: YMap) -> tuple[Pattern, ...]:
 
 
 def _pattern(report: Reporter, item: YMap, where: str, mark: Mark) -> Pattern | None:
+    from mcpwall.engine.redact import REDACTED, Pattern
+
     name = item.get("name")
     regex = item.get("regex")
     replacement: Any = item.get("replacement", REDACTED)

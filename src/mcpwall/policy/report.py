@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from mcpwall.policy.model import PolicyError
@@ -26,6 +25,8 @@ class Reporter:
         for key in mapping:
             if key in allowed:
                 continue
+            import difflib  # here: only a policy with a misspelt key needs it
+
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = (
                 f'did you mean "{close[0]}"?'
