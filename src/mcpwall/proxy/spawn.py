@@ -3,8 +3,8 @@
 An MCP client waits for the first answer, and the server's own start (an interpreter,
 npx, a runtime) takes tens to hundreds of milliseconds. Started as soon as the policy is
 known to be valid, the server boots while mcpwall imports its engine and event loop, and
-the two starts overlap instead of adding up. This module needs nothing but ``os``, so
-that nothing has to be imported before it.
+the two starts overlap instead of adding up. This module imports nothing beyond the
+standard library's process calls, so that nothing heavy comes before the spawn.
 """
 
 from __future__ import annotations
