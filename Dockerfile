@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # mcpwall as a container: the HTTP gateway (Streamable HTTP on :8000).
 #
 # By default it runs in front of mcpwall's own demo server with the demo policy, so that
@@ -22,6 +21,7 @@ RUN python -m pip wheel --wheel-dir /wheels '.[redis]'
 # --- runtime: the wheels installed into a slim image, run as an unprivileged user -----
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+# BuildKit (the default builder since Docker 23) mounts the wheels without a layer.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m pip install --no-index --find-links /wheels 'mcpwall[redis]' \
  && groupadd --system --gid 10001 mcpwall \
