@@ -159,6 +159,28 @@ def _seconds(text: str) -> float:
     return value
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's, told the terminal's width: left to find it, argparse imports shutil,
+    and bz2 and lzma with it, at every start of the proxy."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_terminal_width() - 2)
+
+
+def _terminal_width() -> int:
+    """As shutil.get_terminal_size says it: $COLUMNS, else the terminal's, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return columns
+
+
 def _proxy(argv: list[str]) -> int:
     if "--" in argv:
         split = argv.index("--")
@@ -171,7 +193,7 @@ def _proxy(argv: list[str]) -> int:
         epilog=_PROXY_EPILOG,
         description="A policy firewall for MCP: every tools/call is checked against a YAML "
         "policy before it reaches the server.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     parser.add_argument("-c", "--config", metavar="POLICY", help="the policy YAML file")
     parser.add_argument(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any, TypeGuard
 
 from mcpwall.policy.model import Op, Verdict
@@ -140,6 +139,8 @@ def _go_float(number: float) -> str:
         return "+Inf" if number > 0 else "-Inf"
     if number == 0:
         return "-0" if str(number).startswith("-") else "0"
+    from decimal import Decimal  # here: the proxy never loads it unless a float is printed
+
     sign, digits, exponent = Decimal(repr(number)).as_tuple()
     text = "".join(map(str, digits)).rstrip("0") or "0"
     exponent = int(exponent) + len(digits) - len(text)
