@@ -5,7 +5,6 @@ talk MCP to the listener they start."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,8 +15,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import MCPWALL
-from tests.e2e.http import free_port
-from tests.helpers import wait_for_port
+from tests.e2e.http import free_port, serving
 
 VERSION = "2025-11-25"
 
@@ -44,18 +42,8 @@ def localise(args: list[str], image_paths: dict[str, Path], port: int) -> list[s
 def running(args: list[str], home: Path) -> Iterator[subprocess.Popen[bytes]]:
     """``mcpwall ARGS`` as a process, once it accepts connections; stopped at the end."""
     port = int(args[args.index("--port") + 1])
-    process = subprocess.Popen(
-        [MCPWALL, *args],
-        env={**os.environ, "HOME": str(home)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, process)
+    with serving([MCPWALL, *args], port, {"HOME": str(home)}) as process:
         yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 class Session:
@@ -131,4 +119,23 @@ def demo_verdicts(port: int, host: str) -> dict[str, bool]:
         session.close()
 
 
-__all__ = ["Session", "demo_verdicts", "free_port", "localise", "running"]
+def assert_serves_the_demo(port: int, host: str, foreign_host: str) -> None:
+    """The listener on ``port`` judges the demo's calls as its policy says, for a client
+    naming ``host``, and refuses a client naming ``foreign_host`` (DNS rebinding)."""
+    verdicts = demo_verdicts(port, host)
+    assert verdicts == {"pods_list": False, "configuration_view": True, "pods_delete": True}
+    stranger = Session(f"http://127.0.0.1:{port}/mcp", foreign_host)
+    try:
+        assert stranger.post({"jsonrpc": "2.0", "id": 1, "method": "ping"}).status_code == 421
+    finally:
+        stranger.close()
+
+
+__all__ = [
+    "Session",
+    "assert_serves_the_demo",
+    "demo_verdicts",
+    "free_port",
+    "localise",
+    "running",
+]

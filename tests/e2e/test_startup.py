@@ -29,6 +29,13 @@ def _marking_server(marker: Path) -> list[str]:
     return ["sh", "-c", f'echo $$ > "{marker}"; exec sleep 60']
 
 
+def _mcpwall(*args: str) -> subprocess.CompletedProcess[str]:
+    """mcpwall run to its end, with nothing on its stdin."""
+    return subprocess.run(
+        [MCPWALL, *args], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TIMEOUT
+    )
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -52,13 +59,7 @@ def test_an_invalid_policy_starts_no_server(
 ) -> None:
     marker = tmp_path / "server.pid"
     policy = write_policy('version: "1"\ndefault: allow\ntools: {x: {rules: [{action: maybe}]}}\n')
-    run = subprocess.run(
-        [MCPWALL, "-c", str(policy), "--", *_marking_server(marker)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    run = _mcpwall("-c", str(policy), "--", *_marking_server(marker))
     assert run.returncode == 2
     assert "nothing was started" in run.stderr
     assert not marker.exists()
@@ -68,21 +69,8 @@ def test_a_bad_state_option_starts_no_server(
     write_policy: Callable[..., Path], tmp_path: Path, home: Path
 ) -> None:
     marker = tmp_path / "server.pid"
-    run = subprocess.run(
-        [
-            MCPWALL,
-            "-c",
-            str(write_policy(ALLOW_ALL)),
-            "--state-dsn",
-            "postgres://db/x",
-            "--",
-            *_marking_server(marker),
-        ],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    policy = str(write_policy(ALLOW_ALL))
+    run = _mcpwall("-c", policy, "--state-dsn", "postgres://db/x", "--", *_marking_server(marker))
     assert run.returncode == 2, run.stderr
     assert not marker.exists()
 
@@ -95,21 +83,8 @@ def test_a_start_that_fails_after_the_server_started_leaves_no_server(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        run = subprocess.run(
-            [
-                MCPWALL,
-                "-c",
-                str(write_policy(ALLOW_ALL)),
-                "--metrics-port",
-                str(port),
-                "--",
-                *_marking_server(marker),
-            ],
-            stdin=subprocess.PIPE,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-        )
+        policy = str(write_policy(ALLOW_ALL))
+        run = _mcpwall("-c", policy, "--metrics-port", str(port), "--", *_marking_server(marker))
     assert run.returncode != 0
     assert "Address already in use" in run.stderr
     assert marker.exists(), "the server was started before the metrics listener"
@@ -119,13 +94,7 @@ def test_a_start_that_fails_after_the_server_started_leaves_no_server(
 def test_a_server_that_cannot_be_started_is_named_with_status_127(
     write_policy: Callable[..., Path], home: Path
 ) -> None:
-    run = subprocess.run(
-        [MCPWALL, "-c", str(write_policy(ALLOW_ALL)), "--", "/no/such/server", "--flag"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    run = _mcpwall("-c", str(write_policy(ALLOW_ALL)), "--", "/no/such/server", "--flag")
     assert run.returncode == 127
     assert "cannot start the MCP server '/no/such/server': No such file or directory" in run.stderr
 
