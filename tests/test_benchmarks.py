@@ -47,3 +47,6 @@ def test_benchmark_harness_runs_and_reports_every_figure(tmp_path: Path, home: P
         name for name in figures["setups"] if name not in ("direct", "floor")
     ]
     assert set(figures["scaling"]) >= {"1000 tools", "100 rules on one tool", "100 hidden globs"}
+    # CI installs the npm servers, so the start in front of a Node server is measured.
+    assert set(figures["slow_startup"]) == {"direct", "allow-all"}
+    assert all(value["median"] > 0 for value in figures["slow_startup"].values())
