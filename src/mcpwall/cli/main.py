@@ -354,13 +354,11 @@ def _proxy(argv: list[str]) -> int:
     max_message = ns.max_message_size or DEFAULT_MAX_MESSAGE
     listener = _listener(ns, max_message) if ns.transport == "http" else None
     policy = _load_policy(ns.config)
+    spawned = None
     try:
-        # The stdio server boots while mcpwall imports the rest of itself (see proxy.spawn).
-        spawned = spawn(command) if command and listener is None else None
-    except ServerStartError as exc:
-        print(f"mcpwall: error: {exc}", file=sys.stderr)
-        return EXIT_NO_SERVER
-    try:
+        if command and listener is None:
+            # The server boots while mcpwall imports the rest of itself (see proxy.spawn).
+            spawned = spawn(command)
         from mcpwall.app import OpsOptions, Upstream, run_http, run_stdio
 
         ops = OpsOptions(

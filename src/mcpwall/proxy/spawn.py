@@ -23,7 +23,7 @@ class ServerStartError(Exception):
 
 @dataclass(slots=True)
 class Spawned:
-    """A started server: its pid, and mcpwall's ends of its stdin and stdout pipes.
+    """A started server: its pid, and mcpwall's ends of its stdin and its stdout.
     ``adopted`` is set once the proxy owns it; until then ``abandon`` ends it."""
 
     pid: int
@@ -32,7 +32,7 @@ class Spawned:
     adopted: bool = False
 
     def abandon(self) -> None:
-        """mcpwall is not going to serve: close the pipes and end the whole process
+        """mcpwall is not going to serve: close its ends and end the whole process
         group, so that nothing outlives a start that failed."""
         for fd in (self.stdin, self.stdout):
             with contextlib.suppress(OSError):
