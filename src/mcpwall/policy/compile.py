@@ -41,7 +41,7 @@ from mcpwall.policy.model import (
 )
 from mcpwall.policy.options import read_flag, read_pin, read_redact, read_structured
 from mcpwall.policy.report import Reporter, kind, shown
-from mcpwall.policy.source import Mark, YList, YMap
+from mcpwall.policy.tree import Mark, YList, YMap
 
 _TOP_KEYS = (
     "version",

@@ -12,7 +12,7 @@ import re
 from mcpwall.engine.operators import compile_regex, is_number, make_test
 from mcpwall.policy.model import Condition, Op
 from mcpwall.policy.report import Reporter, shown
-from mcpwall.policy.source import Mark, YList, YMap
+from mcpwall.policy.tree import Mark, YList, YMap
 
 _CONDITION_KEYS = ("path", "op", "value")
 _OPS = tuple(op.value for op in Op)

@@ -9,7 +9,7 @@ import re
 from mcpwall.engine.operators import is_number
 from mcpwall.policy.model import Counter, Op, Scope, Window
 from mcpwall.policy.report import Reporter, shown
-from mcpwall.policy.source import YMap
+from mcpwall.policy.tree import YMap
 
 _STATE_KEYS = ("counter", "window", "increment", "increment_from", "scope", "per", "user_key")
 _RATE_KEYS = ("max", "window", "scope", "per", "user_key")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from mcpwall.engine.operators import compile_regex
 from mcpwall.policy.model import MAX_DOCUMENTS, Format, StructuredArgument
 from mcpwall.policy.report import Reporter, kind, shown
-from mcpwall.policy.source import Mark, YList, YMap
+from mcpwall.policy.tree import Mark, YList, YMap
 
 if TYPE_CHECKING:
     from mcpwall.engine.redact import Pattern, Redactor

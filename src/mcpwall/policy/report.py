@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mcpwall.policy.model import PolicyError
-from mcpwall.policy.source import Mark, YList, YMap
+from mcpwall.policy.tree import Mark, YList, YMap
 
 
 class Reporter:
