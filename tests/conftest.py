@@ -29,6 +29,18 @@ needs_intercept = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def policy_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The parsed policies every mcpwall of the run keeps (policy.cache): in a directory
+    of the run's own, shared, so that the suite loads policies from the cache as well
+    as from YAML."""
+    path = tmp_path_factory.mktemp("policy-cache")
+    path.chmod(0o700)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MCPWALL_CACHE_DIR", str(path))
+        yield path
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

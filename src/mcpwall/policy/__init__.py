@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from mcpwall.policy.model import Policy, PolicyError, PolicyInvalid
+from mcpwall.policy.tree import YMap
 
 __all__ = ["Policy", "PolicyError", "PolicyInvalid", "check_policy", "load_policy"]
 
@@ -15,20 +17,29 @@ def check_policy(path: str | Path) -> tuple[Policy | None, list[PolicyError]]:
     error and warning, in file order."""
     # The compiler needs the engine's operators, which need this package's model:
     # importing it here, not at the top, keeps that cycle out of import time.
+    from mcpwall.policy import cache
     from mcpwall.policy.compile import compile_policy
-    from mcpwall.policy.source import SourceError, load_text
 
     name = str(path)
     try:
-        raw = Path(path).read_bytes()
+        with open(path, "rb") as file:
+            owner = os.fstat(file.fileno()).st_uid
+            raw = file.read()
     except OSError as exc:
         reason = exc.strerror or str(exc)
         return None, [PolicyError(name, 1, 1, f"cannot read the policy file: {reason}")]
+    digest = hashlib.sha256(raw).hexdigest()
+    tree = cache.recall(digest, owner)
+    if tree is not None:
+        return compile_policy(tree, name, digest)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         return None, [PolicyError(name, line, 1, "the policy file is not valid UTF-8")]
+    # The YAML parser is loaded only when the cache has not got the policy.
+    from mcpwall.policy.source import SourceError, load_text
+
     try:
         data = load_text(text)
     except SourceError as exc:
@@ -36,7 +47,10 @@ def check_policy(path: str | Path) -> tuple[Policy | None, list[PolicyError]]:
             PolicyError(name, mark.line, mark.col, message, hint)
             for mark, message, hint in exc.problems
         ]
-    return compile_policy(data, name, hashlib.sha256(raw).hexdigest())
+    policy, problems = compile_policy(data, name, digest)
+    if policy is not None and isinstance(data, YMap):
+        cache.remember(digest, owner, data)
+    return policy, problems
 
 
 def load_policy(path: str | Path) -> Policy:
