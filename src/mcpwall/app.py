@@ -4,6 +4,7 @@ together."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import uuid
@@ -36,6 +37,8 @@ log = logging.getLogger("mcpwall")
 
 @dataclass(frozen=True, slots=True)
 class OpsOptions:
+    """The audit log, metrics and traces, as the command line asks for them."""
+
     events_dir: str | None = None
     log_args: bool = False
     retention_days: float = 7.0
@@ -251,11 +254,20 @@ def run_stdio(
 
 def run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Run a coroutine on uvloop where it is installed, else on asyncio's own loop."""
+
+    async def serve() -> int:
+        # The start is over (cli.main held the cyclic collector off for it). What it
+        # allocated lives as long as the process: frozen, the collector never walks it
+        # again, which keeps its passes during the session short.
+        gc.freeze()
+        gc.enable()
+        return await main()
+
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(main())
-    return uvloop.run(main())
+        return asyncio.run(serve())
+    return uvloop.run(serve())
 
 
 def run_http(

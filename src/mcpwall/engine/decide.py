@@ -110,6 +110,8 @@ NO_FACTS = NoFacts()
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
+    """What the policy says of one call, and which step of the decision said it."""
+
     tool: str
     allowed: bool
     step: Step | None = None

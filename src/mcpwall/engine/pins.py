@@ -39,6 +39,8 @@ def fingerprint(tool: dict[str, Any]) -> Fingerprint:
 
 @dataclass
 class Pin:
+    """One tool's accepted definition, and a changed one waiting to be accepted."""
+
     accepted: Fingerprint
     pending: Fingerprint | None = None  # a definition seen since, not yet accepted
     changed_at: float | None = None
@@ -62,6 +64,8 @@ class Pin:
 
 @dataclass
 class Change:
+    """A tool whose definition differs from its pin, or that has none yet."""
+
     tool: str
     fields: list[str]
     new: bool  # seen for the first time anywhere (not only by this process)

@@ -63,6 +63,8 @@ MAX_DOCUMENTS = 20
 
 @dataclass(frozen=True, slots=True)
 class StructuredArgument:
+    """An argument the engine reads as documents (a manifest, JSON, argv) first."""
+
     name: str
     format: Format
     line: int
@@ -82,6 +84,8 @@ class Window:
 
 @dataclass(frozen=True, slots=True)
 class Condition:
+    """One test on one value of a call: an argument, a claim or a counter."""
+
     path: str  # as written, e.g. "args.amount"
     steps: tuple[str, ...]  # the path below "args." / "claims.", or the counter's key parts
     op: Op
@@ -132,6 +136,8 @@ class Counter:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """One rule of a tool: what it does with a call, and on which conditions."""
+
     name: str
     line: int
     action: Action = Action.CHECK
@@ -150,6 +156,8 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class ToolEntry:
+    """A tool key of the policy (a name or a glob), with its rules."""
+
     key: str
     rules: tuple[Rule, ...]
     line: int
@@ -172,6 +180,8 @@ class ToolPlan:
 
 @dataclass(frozen=True, slots=True)
 class PolicyError:
+    """A problem with the policy file, at its line and column."""
+
     file: str
     line: int
     col: int
@@ -207,6 +217,8 @@ _PLAN_CACHE_LIMIT = 4096
 
 @dataclass(eq=False)
 class Policy:
+    """A compiled policy file."""
+
     path: str
     digest: str  # SHA-256 of the file's bytes
     description: str

@@ -17,6 +17,8 @@ from mcpwall.state.base import Token
 
 @dataclass(slots=True, eq=False)
 class CallRecord:
+    """One tools/call as the audit log, the metrics and the traces report it."""
+
     verdict: Verdict
     tokens: tuple[Token, ...] = ()
     request_id: Any = None

@@ -51,6 +51,8 @@ class Token(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Refused:
+    """A group refused by the store: the check that failed, by its index."""
+
     rule: int
     value: float  # the counter's value before this call
     retry_after: float | None  # seconds until the check could pass, if time alone helps

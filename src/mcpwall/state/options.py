@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class StateOptions:
+    """Where the counters are kept, as the command line says."""
+
     dsn: str | None = None
     directory: str | None = None
     prefix: str = ""
