@@ -93,10 +93,15 @@ class Setup:
         events = ["--events-dir", str(scratch / "events")]  # the audit log stays on
         return [*MCPWALL, "-c", str(path), *state, *events, "--log-level", "error", "--", *server]
 
-    def env(self) -> dict[str, str] | None:
-        if self.src is None:
-            return None
-        return {**os.environ, "PYTHONPATH": str(self.src)}
+    def env(self, cache: Path | None = None) -> dict[str, str]:
+        """The environment to start it in; ``cache``: where mcpwall keeps parsed policies
+        (policy.cache), if not where main() says."""
+        env = dict(os.environ)
+        if cache is not None:
+            env["MCPWALL_CACHE_DIR"] = str(cache)
+        if self.src is not None:
+            env["PYTHONPATH"] = str(self.src)
+        return env
 
     @property
     def realistic(self) -> bool:
@@ -338,6 +343,7 @@ class Figures:
     large_1mb: list[float] = field(default_factory=list)
     large_10mb: list[float] = field(default_factory=list)
     startup: list[float] = field(default_factory=list)
+    cold_startup: list[float] = field(default_factory=list)
     wakeups: int = 0
     cpu: float = 0.0
     measured_calls: int = 0
@@ -378,11 +384,16 @@ def measure_rounds(
         for index in rotated(order, round_index):
             setup = setups[index]
             progress.step(f"round {round_index + 1}/{counts.rounds}: {setup.name}")
-            with peer(setup.command(scratch), setup.env()) as proc:
+            env = setup.env()
+            with peer(setup.command(scratch), env) as proc:
                 measure_one(setup, proc, figures[setup.name], counts)
             figures[setup.name].startup += [
-                startup(setup.command(scratch), setup.env()) for _ in range(counts.startup)
+                startup(setup.command(scratch), env) for _ in range(counts.startup)
             ]
+            if setup.mcpwall:
+                # The first start after the policy file changed: no parsed copy yet.
+                cold = setup.env(scratch / f"cold-cache-{round_index}-{index}")
+                figures[setup.name].cold_startup.append(startup(setup.command(scratch), cold))
     return figures
 
 
@@ -567,6 +578,8 @@ def rows(figures: dict[str, Figures]) -> dict[str, dict[str, float]]:
         put("1 MB argument and result (ms)", name, statistics.median(got.large_1mb))
         put("10 MB argument and result (ms)", name, statistics.median(got.large_10mb))
         put("startup to first answer (ms)", name, statistics.median(got.startup))
+        if got.cold_startup:
+            put("startup, policy not yet cached (ms)", name, statistics.median(got.cold_startup))
         put("peak RSS, calls up to 1 KB (MB)", name, got.rss_small)
         put("peak RSS with 10 MB messages (MB)", name, got.rss_large)
     return table
@@ -726,6 +739,8 @@ def main() -> int:
     byte_compile(REPO / "src")
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mcpwall-bench-")))
+        # Every mcpwall started here keeps its parsed policies in the scratch directory.
+        os.environ["MCPWALL_CACHE_DIR"] = str(scratch / "policy-cache")
         redis_url = None if ns.no_redis else stack.enter_context(redis_server(scratch))
         floor = stack.enter_context(floor_relay(scratch))
         setups = [Setup("direct", None)]
