@@ -113,6 +113,32 @@ def test_every_call_gives_one_decision_record(
     assert startup["version"] and startup["transport"] == "stdio"
 
 
+def test_arguments_of_every_size_are_hashed_alike(
+    raw_proxy: Callable[..., RawProxy],
+    write_policy: Callable[..., Path],
+    events_dir: Path,
+) -> None:
+    # Small arguments are hashed with their batch, larger ones on the loop once the call
+    # is on its way, the largest by the audit thread: the digest must not tell which.
+    from mcpwall.ops.audit import DIGEST_AWAY_BYTES, HOLD_BYTES
+
+    proxy = start(raw_proxy, write_policy(POLICY_A), events_dir)
+    sizes = [10, HOLD_BYTES * 2, DIGEST_AWAY_BYTES + 1000, DIGEST_AWAY_BYTES * 4]
+    sent = {}
+    for number, size in enumerate(sizes * 2):
+        tool = "echo" if number < len(sizes) else "pods_delete"  # allowed, then denied
+        sent[number] = {"z": "x" * size, "a": [number, {"é": "✓" * (size // 10)}]}
+        proxy.send(call(number, tool, sent[number]))
+    assert sorted(proxy.recv()["id"] for _ in sent) == sorted(sent)
+    proxy.close_stdin()
+    assert proxy.wait() == 0
+    for record in decisions(events_dir):
+        args = sent[record["request_id"]]
+        canonical = json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert record["args_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
+    assert len(decisions(events_dir)) == len(sent)
+
+
 def test_log_args_redacts_secrets(
     raw_proxy: Callable[..., RawProxy],
     write_policy: Callable[..., Path],

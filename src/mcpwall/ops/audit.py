@@ -17,7 +17,8 @@ cold from the wake-up. Each batch is one ``write`` of whole lines to a file open
 O_APPEND, so a ``kill -9`` can cost the last batch but never leaves half a line; every
 noted record is written at a normal exit. Arguments larger than HOLD_BYTES are hashed
 as soon as the call is on its way to the server (while the server reads it), so that a
-large argument is not held until the batch.
+large argument is not held until the batch; beyond DIGEST_AWAY_BYTES, by the writer
+thread, since SHA-256 lets go of the GIL: the loop goes on relaying meanwhile.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ log = logging.getLogger("mcpwall")
 FLUSH_SECONDS = 0.1
 FLUSH_RECORDS = 1024  # bounds the records (and their arguments) held between batches
 HOLD_BYTES = 4096  # a call's message up to this size keeps its arguments for the batch
+DIGEST_AWAY_BYTES = 256 * 1024  # a call's message beyond this is hashed off the loop
 HEARTBEAT_SECONDS = 60.0
 DEFAULT_RETENTION_DAYS = 7.0
 
@@ -103,7 +105,10 @@ class AuditLog:
         self._lines = bytearray()
         # Decisions noted, not yet encoded: (time in ns, session, record, error, args).
         self._noted: list[tuple[int, str, CallRecord, str | None, Any]] = []
-        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        # Lines to write; or a call whose arguments the thread is to hash.
+        self._queue: queue.SimpleQueue[bytes | tuple[CallRecord, Any] | None] = (
+            queue.SimpleQueue()
+        )
         self._timer: asyncio.TimerHandle | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
         directory.mkdir(parents=True, exist_ok=True)
@@ -123,7 +128,11 @@ class AuditLog:
                 loop = asyncio.get_running_loop() if record.verdict.allowed else None
             except RuntimeError:
                 loop = None
-            if loop is not None:
+            if loop is not None and size > DIGEST_AWAY_BYTES:
+                # Hashed by the writer thread while the server works on the call:
+                # hashlib lets go of the GIL, so the relay goes on meanwhile.
+                self._queue.put((record, record.args))
+            elif loop is not None:
                 loop.call_soon(self._digest, record)
             else:
                 record.args_digest = args_digest(record.args)
@@ -254,6 +263,11 @@ class AuditLog:
             data = self._queue.get()
             if data is None:
                 return
+            if type(data) is tuple:
+                record, args = data
+                if record.args_digest is None:
+                    record.args_digest = args_digest(args)
+                continue
             view = memoryview(data)
             try:
                 while view:
