@@ -161,3 +161,33 @@ def test_denial_is_a_tool_result_the_model_reads_or_an_error_for_a_task() -> Non
     assert task["error"]["code"] == mcp.DENIED and task["error"]["data"] == {
         "mcpwall/decision": meta
     }
+
+
+@pytest.mark.parametrize(
+    ("line", "request_id"),
+    [
+        (b'{"jsonrpc":"2.0","id":5,"result":{"content":[]}}\n', 5),  # Python, Go
+        (b'{"result":{"content":[]},"jsonrpc":"2.0","id":5}\n', 5),  # TypeScript
+        (b'{"result":{},"jsonrpc":"2.0","id":"c-1"}', "c-1"),
+        (b'{"jsonrpc":"2.0","id":-3,"result":{"isError":false}}\n', -3),
+        (b'{"jsonrpc":"2.0","id":0,"result":{"a":"isError: true"}}\n', 0),  # in a text
+        (b'{"jsonrpc":"2.0","id":"\xc3\xa9","result":{}}\n', "é"),
+        # Not to be told from the ends: parsed instead.
+        (b'{"jsonrpc":"2.0","id":5,"result":{"isError":true}}\n', None),
+        (b'{"jsonrpc":"2.0","id":5,"result":{"isError" : true}}\n', None),
+        (b'{"jsonrpc":"2.0","id":5,"result":{"a":{"isError":false},"isError":true}}', None),
+        (b'{"jsonrpc":"2.0","id":5,"error":{"code":1,"message":"no"}}\n', None),
+        (b'{"jsonrpc": "2.0", "id": 5, "result": {}}\n', None),  # spaced
+        (b'{"id":5,"jsonrpc":"2.0","result":{}}\n', None),  # another order
+        (b'{"jsonrpc":"2.0","id":05,"result":{}}\n', None),  # not a JSON number
+        (b'{"jsonrpc":"2.0","id":"a\\"b","result":{}}\n', None),  # an escape in the id
+        (b'{"jsonrpc":"2.0","id":"\xff","result":{}}\n', None),  # not UTF-8
+        (b'{"jsonrpc":"2.0","id":1.5,"result":{}}\n', None),
+        (b'{"result":{"x":{"jsonrpc":"2.0","id":5}}}\n', None),  # nested, not the end
+        (b'{"result":{},"jsonrpc":"2.0","id":5}}\n', None),
+        (b'[{"jsonrpc":"2.0","id":5,"result":{}}]\n', None),  # a batch
+        (b'{"jsonrpc":"2.0","id":5,"result":{"content":[{"text":"cut off', None),
+    ],
+)
+def test_the_id_of_a_plain_result_is_read_off_its_ends(line: bytes, request_id: Any) -> None:
+    assert mcp.plain_result_id(line) == request_id

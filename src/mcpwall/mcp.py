@@ -296,6 +296,42 @@ def decode_server(raw: bytes) -> Any:
             raise Malformed(str(exc)[:120]) from None
 
 
+# A success answer whose id can be read off its ends, as the SDKs write one: the Python
+# and Go SDKs put jsonrpc and id first, the TypeScript SDK puts the result first. Only
+# the first or last bytes are looked at; where a key can only be the top level's.
+LARGE_ANSWER = 1024 * 1024  # bytes: below this, parsing the answer costs less than 1 ms
+_ID = rb'(0|-?[1-9][0-9]{0,17}|"[^"\\\x00-\x1f]{0,256}")'
+_RESULT_FIRST = b'{"result":{'
+_ANSWER_HEAD = re.compile(rb'\{"jsonrpc":"2\.0","id":' + _ID + rb',"result":\{')
+_ANSWER_TAIL = re.compile(rb',"jsonrpc":"2\.0","id":' + _ID + rb"\}\n?\Z")
+_TAIL_BYTES = 300
+_TOOL_ERROR = re.compile(rb'"isError"\s*:\s*true')
+
+
+def plain_result_id(line: bytes) -> int | str | None:
+    """The id of a tools/call answer that succeeded, read without parsing the line: it
+    begins (or ends) as an SDK writes a result, ends as a JSON object does, and says
+    nowhere that the tool failed. None when that cannot be told from its bytes; then it
+    must be parsed. The server is trusted with the rest of its own answer."""
+    if not line.endswith((b"}", b"}\n")):
+        return None
+    match = _ANSWER_HEAD.match(line)
+    if match is None and line.startswith(_RESULT_FIRST):
+        match = _ANSWER_TAIL.search(line, max(0, len(line) - _TAIL_BYTES))
+    if match is None:
+        return None
+    at = line.find(b'"isError"')
+    if at >= 0 and _TOOL_ERROR.search(line, at):
+        return None
+    raw = match.group(1)
+    if raw[:1] != b'"':
+        return int(raw)
+    try:
+        return raw[1:-1].decode()
+    except UnicodeDecodeError:
+        return None
+
+
 # -- what a message holds -------------------------------------------------------------------
 
 

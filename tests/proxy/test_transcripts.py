@@ -5,6 +5,7 @@ transport and behaviour against real servers; the cases live here."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +266,89 @@ def test_secrets_are_taken_out_of_results_and_nothing_else_changes(tmp_path: Pat
     first, second = t.client_got()
     assert first["result"]["content"][0]["text"] == "TOKEN=tok-?"
     assert second == result(2, "nothing here")
+
+
+# -- large answers ---------------------------------------------------------------------
+
+BIG = "x" * (mcp.LARGE_ANSWER + 10)
+
+
+def written(request_id: Any, result_: dict[str, Any], *, result_first: bool) -> bytes:
+    """An answer as an SDK writes one: jsonrpc and id first (Python, Go), or the result
+    first (TypeScript)."""
+    if result_first:
+        answer = {"result": result_, "jsonrpc": "2.0", "id": request_id}
+    else:
+        answer = {"jsonrpc": "2.0", "id": request_id, "result": result_}
+    return json.dumps(answer, separators=(",", ":")).encode() + b"\n"
+
+
+@pytest.mark.parametrize("result_first", [False, True], ids=["id first", "result first"])
+@pytest.mark.parametrize("request_id", [7, "call-7"])
+@pytest.mark.parametrize(
+    ("is_error", "kept"),
+    [(None, True), ("false", True), ("true", False), (" true", False)],
+    ids=["no isError", "isError false", "isError true", "isError: true"],
+)
+def test_a_large_answer_passes_as_received_and_settles_its_call(
+    tmp_path: Path, result_first: bool, request_id: Any, is_error: str | None, kept: bool
+) -> None:
+    t = Transcript(tmp_path, POLICY)
+    t.handshake()
+    t.client(call(request_id, "create_charge", {"amount": 60}))
+    t.server_got()
+    line = written(
+        request_id, {"content": [{"type": "text", "text": BIG}]}, result_first=result_first
+    )
+    if is_error is not None:
+        line = line.replace(b"}]}", b'}],"isError":' + is_error.encode() + b"}", 1)
+    t.server(line)
+    assert t.to_client == [(line, request_id)]  # the very bytes, for that request
+    t.to_client.clear()
+    # A tool error gives its spend back, as a small answer's does; a success keeps it.
+    t.client(call(8, "create_charge", {"amount": 60}))
+    if kept:
+        assert t.server_got() == []
+        assert (denied(t.only_answer()) or "").startswith('Limit of rule "daily spend cap"')
+    else:
+        assert [m["id"] for m in t.server_got()] == [8]
+
+
+def test_a_large_answer_is_still_redacted(tmp_path: Path) -> None:
+    t = Transcript(tmp_path, REDACTS)
+    t.handshake()
+    t.client(call(1, "env"))
+    t.server(result(1, BIG + " TOKEN=tok-1234"))
+    assert t.only_answer()["result"]["content"][0]["text"].endswith(" TOKEN=tok-?")
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["answer alone", "answer batched"])
+def test_a_large_answer_to_a_batch_goes_out_as_a_small_one_would(
+    tmp_path: Path, batched: bool
+) -> None:
+    def answers(text: str) -> list[Any]:
+        t = Transcript(tmp_path, POLICY)
+        t.handshake("2025-03-26")
+        t.client([call(1, "pods_list"), call(2, "pods_delete")])
+        t.server_got()
+        t.server([result(1, text)] if batched else result(1, text))
+        return [[item["id"] for item in mcp.items(message)] for message in t.client_got()]
+
+    assert answers(BIG) == answers("small")
+
+
+def test_a_large_tools_list_is_still_filtered(tmp_path: Path) -> None:
+    t = Transcript(tmp_path, POLICY + "hide: [tool_1]\n")
+    t.handshake()
+    t.client({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    t.server_got()
+    tools = [
+        {"name": f"tool_{n}", "inputSchema": {"type": "object"}, "description": BIG}
+        for n in range(2)
+    ]
+    t.server({"jsonrpc": "2.0", "id": 1, "result": {"tools": tools}})
+    assert [tool["name"] for tool in t.only_answer()["result"]["tools"]] == ["tool_0"]
+    in_sync(t)
 
 
 # -- deadlines -------------------------------------------------------------------------

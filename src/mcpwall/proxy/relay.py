@@ -651,6 +651,8 @@ class Session:
     def from_server(self, line: bytes) -> None:
         if len(line) < _SMALL and not line.strip():
             return
+        if len(line) >= mcp.LARGE_ANSWER and self._plain_answer(line):
+            return
         try:
             message = mcp.decode_server(line)
         except mcp.Malformed as exc:
@@ -671,6 +673,23 @@ class Session:
             self._server_batch(message, line)
         else:
             log.warning("dropped a line from the server that is not a JSON-RPC message")
+
+    def _plain_answer(self, line: bytes) -> bool:
+        """Relay a large answer to a tools/call without parsing it, when nothing is to be
+        learnt from it but that the call succeeded: no redaction, no batch to complete,
+        no 2026-07-28 retry. Parsing 10 MB takes the relay longer than moving them."""
+        request_id = mcp.plain_result_id(line)
+        if request_id is None or type(self._pending.get(request_id)) is not CallRecord:
+            return False
+        if request_id in self._batches or request_id in self._retried:
+            return False
+        if self._policy().redactor is not None:
+            return False
+        # What the rest of the relay reads of a successful answer, and nothing else.
+        answer = {"jsonrpc": "2.0", "id": request_id, "result": {}}
+        rewritten, _ = self._server_response(answer)
+        self._to_client(line if rewritten is None else mcp.dumps(rewritten), request_id)
+        return True
 
     def _server_response(self, message: dict[str, Any]) -> tuple[Any, _Batch | None]:
         """Settle the request this answers; the rewritten message, or None to keep it."""
