@@ -263,7 +263,7 @@ class AuditLog:
             data = self._queue.get()
             if data is None:
                 return
-            if type(data) is tuple:
+            if isinstance(data, tuple):
                 record, args = data
                 if record.args_digest is None:
                     record.args_digest = args_digest(args)
