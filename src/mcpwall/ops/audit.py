@@ -24,6 +24,7 @@ thread, since SHA-256 lets go of the GIL: the loop goes on relaying meanwhile.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
@@ -51,11 +52,11 @@ HEARTBEAT_SECONDS = 60.0
 DEFAULT_RETENTION_DAYS = 7.0
 
 # Argument names and values that look like secrets, for --log-args.
-_SECRET_NAME = re.compile(
+_SECRET_NAME = (
     r"(?i)(pass(word|phrase)?|secret|token|api[-_]?key|auth|credential|private[-_]?key"
     r"|cookie|session[-_]?id|access[-_]?key)"
 )
-_SECRET_VALUE = re.compile(
+_SECRET_VALUE = (
     r"(?i)(bearer\s+[a-z0-9._~+/=-]{8,}|-----BEGIN [A-Z ]*PRIVATE KEY-----"
     r"|\b(AKIA|ASIA)[A-Z0-9]{16}\b|\beyJ[a-z0-9_-]{8,}\.[a-z0-9_-]{8,}\.[a-z0-9_-]*"
     r"|\b(gh[pousr]_[a-z0-9]{30,}|sk_(live|test)_[a-z0-9]{16,}|xox[abpr]-[a-z0-9-]{10,}))"
@@ -72,16 +73,24 @@ def args_digest(args: Any) -> str:
     return hashlib.sha256(orjson.dumps(args, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+@functools.cache
+def _secrets() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    # Compiled when first needed: only --log-args reads them, and they cost 1 ms of
+    # every start.
+    return re.compile(_SECRET_NAME), re.compile(_SECRET_VALUE)
+
+
 def redact(value: Any) -> Any:
     """The value with anything that looks like a secret replaced."""
+    secret_name, secret_value = _secrets()
     if isinstance(value, dict):
         return {
-            key: REDACTED if _SECRET_NAME.search(str(key)) else redact(item)
+            key: REDACTED if secret_name.search(str(key)) else redact(item)
             for key, item in value.items()
         }
     if isinstance(value, list):
         return [redact(item) for item in value]
-    if isinstance(value, str) and _SECRET_VALUE.search(value):
+    if isinstance(value, str) and secret_value.search(value):
         return REDACTED
     return value
 
