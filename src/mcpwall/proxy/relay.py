@@ -678,12 +678,12 @@ class Session:
         """Relay a large answer to a tools/call without parsing it, when nothing is to be
         learnt from it but that the call succeeded: no redaction, no batch to complete,
         no 2026-07-28 retry. Parsing 10 MB takes the relay longer than moving them."""
+        if self._policy().redactor is not None:  # before the line is scanned at all
+            return False
         request_id = mcp.plain_result_id(line)
         if request_id is None or type(self._pending.get(request_id)) is not CallRecord:
             return False
         if request_id in self._batches or request_id in self._retried:
-            return False
-        if self._policy().redactor is not None:
             return False
         # What the rest of the relay reads of a successful answer, and nothing else.
         answer = {"jsonrpc": "2.0", "id": request_id, "result": {}}
