@@ -1,14 +1,17 @@
 """What mcpwall adds to a call, measured against what any relay must add.
 
 The same workloads go to a minimal MCP server directly; through the floor, a relay in C
-that only copies bytes (``floor.c``, compiled with ``cc`` at run time); through mcpwall
+that only copies bytes (``floor.c``, compiled with ``cc`` at run time); through the
+Python floor, the same copying on mcpwall's event loop (``pyfloor.py``); through mcpwall
 with an allow-all policy; and through mcpwall with a realistic policy (50 tools,
 argument conditions, a rate limit and a spend counter in SQLite, and in Redis when
 redis-server is installed). Every setup runs in every round, started afresh, each round
 in another order, so that a slow moment of the machine falls on all of them alike.
 
 mcpwall's added latency (its round trip less the server's) is reported as a multiple of
-the floor's added latency: the two pipe hops and two wake-ups any proxy pays.
+the floor's added latency: the two pipe hops and two wake-ups any proxy pays. The Python
+floor's multiple is the part of it that CPython and uvloop cost before mcpwall reads a
+byte; mcpwall's multiple of the Python floor's, the part that mcpwall's own code costs.
 
     .venv/bin/python benchmarks/run.py                  # the full run (about two minutes)
     .venv/bin/python benchmarks/run.py --quick          # a smoke run (seconds)
@@ -43,6 +46,7 @@ sys.path.insert(0, str(HERE))
 import policies  # noqa: E402
 
 SERVER = [sys.executable, str(HERE / "server.py")]
+PYTHON_FLOOR = "Python floor"
 MCPWALL = [sys.executable, "-m", "mcpwall"]
 REPO = HERE.parent
 NPM = REPO / "tests" / "npm" / "node_modules"
@@ -595,9 +599,11 @@ def against_floor(table: dict[str, dict[str, float]], setups: list[Setup]) -> li
             "setup",
             "added p50 µs",
             "÷ floor's",
+            "÷ Python floor's",
             "added p99 µs",
             "÷ floor's",
             "denial RTT ÷ floor's added p50",
+            "denial RTT ÷ server's answer",
             "startup added ms",
             "10 MB ÷ direct",
             "RSS MB",
@@ -610,11 +616,20 @@ def against_floor(table: dict[str, dict[str, float]], setups: list[Setup]) -> li
         add50, add99 = p50[name] - p50["direct"], p99[name] - p99["direct"]
         cells = [name, f"{add50:+.1f}"]
         cells.append(f"{add50 / (p50[floor] - p50['direct']):.2f}" if floor else "-")
+        python_floor = PYTHON_FLOOR in p50 and setup.mcpwall
+        cells.append(f"{add50 / (p50[PYTHON_FLOOR] - p50['direct']):.2f}" if python_floor else "-")
         cells.append(f"{add99:+.1f}")
         cells.append(f"{add99 / (p99[floor] - p99['direct']):.2f}" if floor else "-")
         denied = table["denied call p50 (µs)"].get(name)
         if denied is not None and setup.mcpwall and floor:
             cells.append(f"{denied / (p50[floor] - p50['direct']):.2f}")
+        else:
+            cells.append("-")
+        # The same call answered by the bare server at the same point of the run: the
+        # round trip of a process that answers at once, which a denial also is.
+        answered = table["denied call p50 (µs)"].get("direct")
+        if denied is not None and setup.mcpwall and answered:
+            cells.append(f"{denied / answered:.2f}")
         else:
             cells.append("-")
         startup_ms = table["startup to first answer (ms)"]
@@ -746,6 +761,8 @@ def main() -> int:
         setups = [Setup("direct", None)]
         if floor is not None:
             setups.append(Setup("floor", None, wrapper=floor))
+        python_floor = [sys.executable, str(HERE / "pyfloor.py")]
+        setups.append(Setup(PYTHON_FLOOR, None, wrapper=python_floor))
         setups += ns.also
         mcpwall = [Setup("allow-all", policies.ALLOW_ALL), Setup("realistic", policies.realistic())]
         if redis_url is not None:

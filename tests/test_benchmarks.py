@@ -23,7 +23,7 @@ def test_benchmark_harness_runs_and_reports_every_figure(tmp_path: Path, home: P
     assert result.returncode == 0, result.stderr
     assert "Against the floor" in result.stdout
     figures = json.loads(out.read_text())
-    setups = {"direct", "exec", "allow-all", "realistic"}
+    setups = {"direct", "Python floor", "exec", "allow-all", "realistic"}
     if shutil.which("cc"):
         setups.add("floor")
     if shutil.which("redis-server"):
@@ -43,9 +43,16 @@ def test_benchmark_harness_runs_and_reports_every_figure(tmp_path: Path, home: P
         assert set(rows[metric]) == setups, metric
         assert all(value > 0 for value in rows[metric].values()), metric
     assert set(rows["denied call p50 (µs)"]) == setups - {"allow-all"}
-    assert [row[0] for row in figures["against_floor"][1:]] == [
+    header, *ratios = figures["against_floor"]
+    assert [row[0] for row in ratios] == [
         name for name in figures["setups"] if name not in ("direct", "floor")
     ]
+    # mcpwall's own share: its added latency over the Python floor's, and its denial
+    # against the bare server answering the same call.
+    by_setup = {row[0]: dict(zip(header, row, strict=True)) for row in ratios}
+    for column in ("÷ Python floor's", "denial RTT ÷ server's answer"):
+        float(by_setup["realistic"][column])  # a figure (its sign is the machine's)
+        assert by_setup["exec"][column] == "-", column
     assert set(figures["scaling"]) >= {"1000 tools", "100 rules on one tool", "100 hidden globs"}
     # CI installs the npm servers, so the start in front of a Node server is measured.
     assert set(figures["slow_startup"]) == {"direct", "allow-all"}
