@@ -222,6 +222,11 @@ class _StdoutProtocol(asyncio.Protocol):
         self._framer = framer
 
     def data_received(self, data: bytes) -> None:
+        if data.find(b"\n", 0, len(data) - 1) < 0:
+            # At most one line: nothing to gather into one write, and the answer leaves
+            # as soon as it is relayed rather than when the read ends.
+            self._framer.feed(data)
+            return
         events = self._process.events
         events.read_start()
         try:

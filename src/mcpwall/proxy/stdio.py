@@ -175,6 +175,11 @@ class _ClientReader(asyncio.Protocol):
         self._lines = lines
 
     def data_received(self, data: bytes) -> None:
+        if data.find(b"\n", 0, len(data) - 1) < 0:
+            # At most one line (the usual read): one message, judged alone; what it
+            # produces is written as it is produced.
+            self._lines.feed(data)
+            return
         session = self._proxy.session
         assert session is not None
         self._proxy.hold()
