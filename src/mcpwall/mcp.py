@@ -223,9 +223,7 @@ def go_key(key: str) -> str:
     if key.isascii():
         return key.upper()
     classes = _case_classes()
-    return "".join(
-        char.upper() if char.isascii() else classes.get(char, char) for char in key
-    )
+    return "".join(char.upper() if char.isascii() else classes.get(char, char) for char in key)
 
 
 @functools.cache

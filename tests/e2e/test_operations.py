@@ -291,8 +291,7 @@ def test_reload_during_calls_never_mixes_two_policies(
         for _ in range(50):
             proxy.recv()
         wait_for(
-            lambda batch=batch: sum(e["type"] == "reload" for e in whole_lines(events_dir))
-            > batch,
+            lambda batch=batch: sum(e["type"] == "reload" for e in whole_lines(events_dir)) > batch,
             what="the reload's record",
         )
     proxy.close_stdin()

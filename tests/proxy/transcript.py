@@ -106,9 +106,7 @@ class Transcript:
     def handshake(self, version: str = "2025-06-18", capabilities: Any = None) -> None:
         params = {"protocolVersion": version, "capabilities": capabilities or {}}
         self.client({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": params})
-        self.server(
-            {"jsonrpc": "2.0", "id": "init", "result": {"protocolVersion": version}}
-        )
+        self.server({"jsonrpc": "2.0", "id": "init", "result": {"protocolVersion": version}})
         self.server_got()
         self.client_got()
 

@@ -115,9 +115,7 @@ class AuditLog:
         # Decisions noted, not yet encoded: (time in ns, session, record, error, args).
         self._noted: list[tuple[int, str, CallRecord, str | None, Any]] = []
         # Lines to write; or a call whose arguments the thread is to hash.
-        self._queue: queue.SimpleQueue[bytes | tuple[CallRecord, Any] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[bytes | tuple[CallRecord, Any] | None] = queue.SimpleQueue()
         self._timer: asyncio.TimerHandle | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
         directory.mkdir(parents=True, exist_ok=True)

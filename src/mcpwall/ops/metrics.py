@@ -87,9 +87,7 @@ class Metrics:
         self.server, self.thread = start_http_server(port, addr=bind, registry=self.registry)
 
     def decided(self, session: str, record: CallRecord, size: int) -> None:
-        verdict = (
-            "monitored" if record.monitored else ("allowed" if record.allowed else "denied")
-        )
+        verdict = "monitored" if record.monitored else ("allowed" if record.allowed else "denied")
         self._calls.labels(self._tool(record.tool), verdict, record.rule or "").inc()
         if record.subject is not None:
             self._subjects.labels(self._subject(record.subject), verdict).inc()

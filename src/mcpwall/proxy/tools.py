@@ -20,6 +20,7 @@ log = logging.getLogger("mcpwall")
 
 Note = Callable[[str, dict[str, Any]], None]  # an event for the audit log and metrics
 
+
 class ToolView:
     def __init__(self, pins: PinBook | None = None, fail_open: bool = False) -> None:
         self.schemas = Schemas()
