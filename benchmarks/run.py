@@ -616,8 +616,8 @@ def against_floor(table: dict[str, dict[str, float]], setups: list[Setup]) -> li
         add50, add99 = p50[name] - p50["direct"], p99[name] - p99["direct"]
         cells = [name, f"{add50:+.1f}"]
         cells.append(f"{add50 / (p50[floor] - p50['direct']):.2f}" if floor else "-")
-        python_floor = PYTHON_FLOOR in p50 and setup.mcpwall
-        cells.append(f"{add50 / (p50[PYTHON_FLOOR] - p50['direct']):.2f}" if python_floor else "-")
+        own = add50 / (p50[PYTHON_FLOOR] - p50["direct"]) if setup.mcpwall else None
+        cells.append("-" if own is None else f"{own:.2f}")
         cells.append(f"{add99:+.1f}")
         cells.append(f"{add99 / (p99[floor] - p99['direct']):.2f}" if floor else "-")
         denied = table["denied call p50 (µs)"].get(name)

@@ -18,7 +18,7 @@ import signal
 import threading
 from collections.abc import Callable
 
-from mcpwall.proxy.framing import LineFramer, line
+from mcpwall.proxy.framing import LineFramer, at_most_one_line, line
 from mcpwall.proxy.link import LinkEvents
 from mcpwall.proxy.spawn import Spawned, spawn
 
@@ -222,9 +222,7 @@ class _StdoutProtocol(asyncio.Protocol):
         self._framer = framer
 
     def data_received(self, data: bytes) -> None:
-        if data.find(b"\n", 0, len(data) - 1) < 0:
-            # At most one line: nothing to gather into one write, and the answer leaves
-            # as soon as it is relayed rather than when the read ends.
+        if at_most_one_line(data):
             self._framer.feed(data)
             return
         events = self._process.events

@@ -68,6 +68,13 @@ class LineFramer:
         return rest
 
 
+def at_most_one_line(data: bytes) -> bool:
+    """Whether a read holds no newline before its last byte: at most one message, the
+    usual read. What it produces needs no gathering into one write per side, and leaves
+    as soon as it is relayed rather than when the read ends."""
+    return data.find(b"\n", 0, len(data) - 1) < 0
+
+
 def line(data: bytes) -> bytes:
     """``data`` ending with exactly one newline, copied only when one must be added."""
     if data[-1:] == b"\n":

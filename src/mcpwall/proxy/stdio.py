@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from mcpwall.proxy.framing import DEFAULT_MAX_MESSAGE, LineFramer, line
+from mcpwall.proxy.framing import DEFAULT_MAX_MESSAGE, LineFramer, at_most_one_line, line
 from mcpwall.proxy.link import LinkEvents, ServerLink
 from mcpwall.proxy.relay import Session
 
@@ -175,9 +175,7 @@ class _ClientReader(asyncio.Protocol):
         self._lines = lines
 
     def data_received(self, data: bytes) -> None:
-        if data.find(b"\n", 0, len(data) - 1) < 0:
-            # At most one line (the usual read): one message, judged alone; what it
-            # produces is written as it is produced.
+        if at_most_one_line(data):  # one message, judged alone
             self._lines.feed(data)
             return
         session = self._proxy.session
