@@ -248,3 +248,18 @@ async def test_approvals_are_in_the_audit_log(
     assert approvals == ["asked", "accept", "asked", "decline"]
     calls = [(e["decision"], e["approval"]) for e in audit_events(home, "decision")]
     assert calls == [("allowed", "accepted"), ("denied", "decline")]
+
+
+async def test_a_call_refused_for_want_of_a_human_is_recorded_once(
+    write_policy: Callable[..., Path], home: Path
+) -> None:
+    """A call that needs a human, from a client that cannot ask one (no elicitation),
+    is refused at once; the audit log holds one record of it, a denial with the reason
+    it was not approved, not one as decided and another as ended."""
+    params = through_mcpwall(write_policy(POLICY), server_cmd("k8s_like.py"))
+    async with _client(params, None) as client:
+        refused = await client.call_tool("pods_delete", {"name": "a", "namespace": "prod"})
+        await client.call_tool("pods_list", {})
+    assert refused.is_error
+    calls = [(e["tool"], e["decision"], e.get("approval")) for e in audit_events(home, "decision")]
+    assert calls == [("pods_delete", "denied", "unasked"), ("pods_list", "allowed", None)]
