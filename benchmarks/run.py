@@ -12,6 +12,8 @@ mcpwall's added latency (its round trip less the server's) is reported as a mult
 the floor's added latency: the two pipe hops and two wake-ups any proxy pays. The Python
 floor's multiple is the part of it that CPython and uvloop cost before mcpwall reads a
 byte; mcpwall's multiple of the Python floor's, the part that mcpwall's own code costs.
+That code is also timed inside the process (``codetime.py``), where the wake-ups around
+it do not blur it.
 
     .venv/bin/python benchmarks/run.py                  # the full run (about two minutes)
     .venv/bin/python benchmarks/run.py --quick          # a smoke run (seconds)
@@ -421,6 +423,44 @@ def measure_one(setup: Setup, proc: Peer, got: Figures, counts: Counts) -> None:
     got.rss_large = max(got.rss_large, proc.peak_rss_mb())
 
 
+def measure_code_time(
+    setups: list[Setup], counts: Counts, scratch: Path, progress: Progress
+) -> dict[str, dict[str, float]]:
+    """mcpwall's own code per message, timed inside the process (``codetime.py``): the
+    same sequential calls (and denials) as the rounds, in three sessions per setup."""
+    found: dict[str, dict[str, float]] = {}
+    for setup in setups:
+        if not setup.mcpwall:
+            continue
+        progress.step(f"code time: {setup.name}")
+        pooled: dict[str, list[float]] = {"call": [], "answer": [], "denial": []}
+        for session in range(3):
+            out = scratch / f"codetime-{setup.name.replace(' ', '')}-{session}.json"
+            env = {**setup.env(), "MCPWALL_CODETIME": str(out)}
+            command = [sys.executable, str(HERE / "codetime.py"), *setup.command(scratch)[3:]]
+            with peer(command, env) as proc:
+                tool = policies.REALISTIC_TOOL if setup.realistic else "echo"
+                sequential(proc, partial(call_line, proc, tool, CHARGE), counts.sequential)
+                if setup.realistic:
+                    denied = partial(call_line, proc, policies.DENIED_TOOL, {})
+                    sequential(proc, denied, counts.denied)
+            if out.exists():  # a version without the transport callbacks it wraps: none
+                got = json.loads(out.read_text())
+                # The timed calls are the last of each kind; the warm-up's go before.
+                timed_count = {"call": counts.sequential, "answer": counts.sequential}
+                for kind, values in got.items():
+                    kept = values[-timed_count.get(kind, counts.denied) :]
+                    pooled[kind] += [ns / 1000 for ns in kept]
+        figures = {}
+        for kind, values in pooled.items():
+            if values:
+                figures[f"{kind} p50"] = percentile(values, 0.5)
+                figures[f"{kind} p99"] = percentile(values, 0.99)
+        if figures:
+            found[setup.name] = figures
+    return found
+
+
 def measure_scaling(counts: Counts, scratch: Path, progress: Progress) -> dict[str, dict]:
     cases = (
         [(f"{n} tools", policies.many_tools(n), f"tool_{n - 1}") for n in (10, 100, 1000)]
@@ -653,6 +693,7 @@ def render(
     scaling: dict[str, dict[str, float]],
     http: dict[str, dict[str, float]],
     slow_startup: dict[str, dict[str, float]],
+    code_time: dict[str, dict[str, float]],
 ) -> str:
     names = [setup.name for setup in setups]
     main_rows = [
@@ -666,6 +707,16 @@ def render(
         "### Against the floor (a C relay that only copies bytes)",
         markdown(ratio[0], ratio[1:]),
     ]
+    if code_time:
+        columns = ["call p50", "call p99", "answer p50", "answer p99", "denial p50"]
+        code_rows = [
+            [name, *(_fmt(v[c]) if c in v else "-" for c in columns)]
+            for name, v in code_time.items()
+        ]
+        parts += [
+            "### mcpwall's own code per message (timed in the process, read to write, µs)",
+            markdown(["setup", *columns], code_rows),
+        ]
     if scaling:
         base = scaling["direct"]["p50"]
         scaling_rows = [
@@ -776,6 +827,7 @@ def main() -> int:
                 setups.append(Setup(f"{setup.name}@{ns.baseline}", setup.policy, src=src))
         figures = measure_rounds(setups, counts, scratch, progress)
         table = rows(figures)
+        code_time = measure_code_time(setups, counts, scratch, progress)
         scaling = {} if ns.no_extras else measure_scaling(counts, scratch, progress)
         http = {} if ns.no_extras else measure_http(counts, scratch, progress)
         slow_startup = (
@@ -784,7 +836,7 @@ def main() -> int:
         progress.end()
     if floor is None:
         print("(no C compiler: the floor column is missing)")
-    print(render(table, setups, scaling, http, slow_startup))
+    print(render(table, setups, scaling, http, slow_startup, code_time))
     out = Path(ns.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
@@ -799,6 +851,7 @@ def main() -> int:
                 "scaling": scaling,
                 "http": http,
                 "slow_startup": slow_startup,
+                "code_time": code_time,
             },
             indent=2,
         )

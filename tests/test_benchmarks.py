@@ -53,6 +53,12 @@ def test_benchmark_harness_runs_and_reports_every_figure(tmp_path: Path, home: P
     for column in ("÷ Python floor's", "denial RTT ÷ server's answer"):
         float(by_setup["realistic"][column])  # a figure (its sign is the machine's)
         assert by_setup["exec"][column] == "-", column
+    # mcpwall's own code, timed inside it, for each direction of what it relays.
+    code = figures["code_time"]
+    assert set(code) == setups & {"allow-all", "realistic", "realistic, Redis"}
+    for name, times in code.items():
+        assert times["call p50"] > 0 and times["answer p50"] > 0, name
+        assert ("denial p50" in times) == (name != "allow-all"), name
     assert set(figures["scaling"]) >= {"1000 tools", "100 rules on one tool", "100 hidden globs"}
     # CI installs the npm servers, so the start in front of a Node server is measured.
     assert set(figures["slow_startup"]) == {"direct", "allow-all"}
