@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mcpwall.cli.main import UserError
+from mcpwall.cli.main import UserError, write_out
 
 if TYPE_CHECKING:
     from mcpwall.catalog.document import Document
@@ -114,7 +112,7 @@ def _site(argv: list[str]) -> int:
         written = write_site(target)
     except OSError as exc:
         raise UserError(f"cannot write the site into {target}: {exc.strerror or exc}") from None
-    _write(f"wrote {written} pages into {target}; open {target / 'index.html'}\n")
+    write_out(f"wrote {written} pages into {target}; open {target / 'index.html'}\n")
     return 0
 
 
@@ -127,16 +125,6 @@ def _show(document: Document, data: Any, fmt: str) -> None:
     from mcpwall.catalog.document import render
 
     if fmt == "json":
-        _write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        write_out(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     else:
-        _write(render(document, fmt))
-
-
-def _write(text: str) -> None:
-    """Print a page; a reader that stops early (mcpwall catalog ... | head) is no error."""
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # Python would fail again flushing stdout at exit: point it at /dev/null.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        write_out(render(document, fmt))

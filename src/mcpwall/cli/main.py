@@ -149,6 +149,25 @@ def setup_logging(level: str) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
+    """mcpwall's own arguments, and the server's command after ``--`` (none: empty)."""
+    if "--" not in argv:
+        return argv, []
+    split = argv.index("--")
+    return argv[:split], argv[split + 1 :]
+
+
+def write_out(text: str) -> None:
+    """Print a command's result; a reader that stops early (``mcpwall ... | head``) is
+    no error."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would fail again flushing stdout at exit: point it at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def _seconds(text: str) -> float:
     """A number of seconds above zero, for argparse."""
     try:
@@ -194,11 +213,7 @@ def _proxy(argv: list[str]) -> int:
 
 
 def _start_proxy(argv: list[str]) -> int:
-    if "--" in argv:
-        split = argv.index("--")
-        own, command = argv[:split], argv[split + 1 :]
-    else:
-        own, command = argv, []
+    own, command = split_command(argv)
     parser = argparse.ArgumentParser(
         prog="mcpwall",
         usage=_PROXY_USAGE,

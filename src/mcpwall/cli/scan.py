@@ -6,14 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mcpwall.cli.main import UserError, setup_logging
+from mcpwall.cli.main import UserError, setup_logging, split_command, write_out
 
 if TYPE_CHECKING:
     from mcpwall.catalog.scan import ScanResult
@@ -23,11 +22,7 @@ _BY_SUFFIX = {".json": "json", ".md": "markdown", ".markdown": "markdown", ".htm
 
 
 def run(argv: list[str]) -> int:
-    if "--" in argv:
-        split = argv.index("--")
-        own, command = argv[:split], argv[split + 1 :]
-    else:
-        own, command = argv, []
+    own, command = split_command(argv)
     parser = argparse.ArgumentParser(
         prog="mcpwall scan",
         usage="mcpwall scan [options] (-- COMMAND [ARGS...] | --upstream URL)",
@@ -94,7 +89,7 @@ def run(argv: list[str]) -> int:
             raise UserError(str(exc)) from None
     text = _formatted(result, fmt)
     if ns.output is None:
-        _write(text)
+        write_out(text)
         return 0
     try:
         Path(ns.output).write_text(text, encoding="utf-8")
@@ -106,16 +101,6 @@ def run(argv: list[str]) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def _write(text: str) -> None:
-    """Print the result; a reader that stops early (mcpwall scan ... | head) is no error."""
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # Python would fail again flushing stdout at exit: point it at /dev/null.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _headers(raw: list[str], upstream: str | None) -> dict[str, str]:
