@@ -10,6 +10,7 @@ import os
 import queue
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -41,7 +42,8 @@ class RawProxy:
         self._reading = threading.Event()  # cleared: a client that stops reading stdout
         self._reading.set()
         threading.Thread(target=self._read_stdout, daemon=True).start()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_reader.start()
 
     def _read_stdout(self) -> None:
         assert self.process.stdout is not None
@@ -123,12 +125,33 @@ class RawProxy:
         return False
 
     def close(self) -> None:
+        """Stop mcpwall and the server it started. A server that a failed test left
+        waiting (it reads nothing, so it never sees its stdin close) would keep mcpwall's
+        stderr open, which it inherited, and closing that pipe under its reader thread
+        would wait for the reader for ever."""
         if self.process.poll() is None:
+            servers = _children(self.process.pid)
             self.process.kill()
             self.process.wait(timeout=TIMEOUT)
+            for pid in servers:  # each in a session of its own, led by itself
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+        self._stderr_reader.join(timeout=TIMEOUT)
         for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
-            if pipe is not None:
+            if pipe is not None and not (
+                pipe is self.process.stderr and self._stderr_reader.is_alive()
+            ):
                 pipe.close()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started that are still running."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as listed:
+                found += [int(child) for child in listed.read().split()]
+    return found
 
 
 def wait_for(
@@ -195,6 +218,28 @@ def pipe_full(pipe: Any) -> bool:
     fd = pipe.fileno()
     unread = int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"), sys.byteorder)
     return unread > fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) - 2 * select.PIPE_BUF
+
+
+def held_back(pipe: Any, pid: int) -> Callable[[], bool]:
+    """For ``wait_for``: the pipe into process ``pid`` is full, and the process has read
+    nothing since the last time this was asked. A full pipe alone can be a reader busy
+    with a large message for a moment, that reads on afterwards."""
+    last_read = -1
+
+    def check() -> bool:
+        nonlocal last_read
+        read = _bytes_read(pid)
+        stopped, last_read = read == last_read, read
+        return stopped and pipe_full(pipe)
+
+    return check
+
+
+def _bytes_read(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no rchar for process {pid}")
 
 
 def rss_mb(pid: int) -> float:

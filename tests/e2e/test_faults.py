@@ -26,6 +26,7 @@ from tests.helpers import (
     RawProxy,
     RedisServer,
     call,
+    held_back,
     initialize,
     pipe_full,
     received,
@@ -222,9 +223,10 @@ def test_a_client_that_stops_reading_holds_the_server_back_not_mcpwalls_memory(
     )
     writer.start()
     # mcpwall has stopped reading the client once the pipe to it is full.
-    wait_for(lambda: pipe_full(proxy.process.stdin), what="mcpwall's stdin filling up")
+    stdin = proxy.process.stdin
+    wait_for(held_back(stdin, proxy.process.pid), what="mcpwall to stop reading its stdin")
     peak = rss_mb(proxy.process.pid)
-    assert writer.is_alive() and pipe_full(proxy.process.stdin)  # and it stays stopped
+    assert writer.is_alive() and pipe_full(stdin)  # and it stays stopped
     proxy.resume_reading()
     seen, denials = [], 0
     while len(seen) < 1000 or denials < 100_000:
@@ -252,10 +254,11 @@ def test_a_server_that_stops_reading_holds_the_client_back_not_mcpwalls_memory(
     )
     writer.start()
     # Everything between the client and the server is full: the pipe into mcpwall too.
-    wait_for(lambda: pipe_full(proxy.process.stdin), what="mcpwall's stdin filling up")
+    stdin = proxy.process.stdin
+    wait_for(held_back(stdin, proxy.process.pid), what="mcpwall to stop reading its stdin")
     peak = rss_mb(proxy.process.pid)
     print(f"\nblocked server: 50 MB of calls waiting; RSS {before:.1f}, peak {peak:.1f} MiB")
-    assert writer.is_alive() and pipe_full(proxy.process.stdin)  # the client is held back
+    assert writer.is_alive() and pipe_full(stdin)  # the client is held back
     assert peak - before < RSS_SLACK_MB
     release(wire)  # the server reads again
     answered = {proxy.recv()["id"] for _ in range(501)}
