@@ -90,7 +90,9 @@ class Listener:
             raise AssertionError(f"mcpwall did not stop within {TIMEOUT:g} s of SIGTERM") from None
         finally:
             self._reader.join(timeout=TIMEOUT)
-            if self.process.stderr is not None:
+            # Closed under a reader still blocked (a server that outlived mcpwall holds
+            # the pipe), it would wait for the reader for ever.
+            if self.process.stderr is not None and not self._reader.is_alive():
                 self.process.stderr.close()
         return code
 
