@@ -445,12 +445,10 @@ def measure_code_time(
                     denied = partial(call_line, proc, policies.DENIED_TOOL, {})
                     sequential(proc, denied, counts.denied)
             if out.exists():  # a version without the transport callbacks it wraps: none
-                got = json.loads(out.read_text())
-                # The timed calls are the last of each kind; the warm-up's go before.
-                timed_count = {"call": counts.sequential, "answer": counts.sequential}
-                for kind, values in got.items():
-                    kept = values[-timed_count.get(kind, counts.denied) :]
-                    pooled[kind] += [ns / 1000 for ns in kept]
+                # The timed messages are the last of each kind; the warm-up's go before.
+                for kind, values in json.loads(out.read_text()).items():
+                    timed_count = counts.denied if kind == "denial" else counts.sequential
+                    pooled[kind] += [ns / 1000 for ns in values[-timed_count:]]
         figures = {}
         for kind, values in pooled.items():
             if values:

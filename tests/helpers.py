@@ -136,12 +136,12 @@ class RawProxy:
             for pid in servers:  # each in a session of its own, led by itself
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
-        self._stderr_reader.join(timeout=TIMEOUT)
-        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
-            if pipe is not None and not (
-                pipe is self.process.stderr and self._stderr_reader.is_alive()
-            ):
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
                 pipe.close()
+        self._stderr_reader.join(timeout=TIMEOUT)
+        if self.process.stderr is not None and not self._stderr_reader.is_alive():
+            self.process.stderr.close()
 
 
 def _children(pid: int) -> list[int]:
@@ -228,26 +228,24 @@ def held_back(pipe: Any, pid: int) -> Callable[[], bool]:
 
     def check() -> bool:
         nonlocal last_read
-        read = _bytes_read(pid)
+        read = _proc_field(pid, "io", "rchar:")
         stopped, last_read = read == last_read, read
         return stopped and pipe_full(pipe)
 
     return check
 
 
-def _bytes_read(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        if line.startswith("rchar:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no rchar for process {pid}")
-
-
 def rss_mb(pid: int) -> float:
     """A process's resident memory, in MiB, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for process {pid}")
+    return _proc_field(pid, "status", "VmRSS:") / 1024
+
+
+def _proc_field(pid: int, name: str, field: str) -> int:
+    """The number after ``field`` in /proc/PID/NAME."""
+    for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/{name}")
 
 
 def initialize(proxy: RawProxy, version: str = "2025-11-25", request_id: int = 0) -> Any:
